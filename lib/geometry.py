@@ -1,0 +1,124 @@
+"""Normalisation of poses (DESIGN section 3), flip augmentation and missing-joint masks.
+
+Network space: a 2D pose is 16 joints x (x, y) = 32 numbers, the pelvis subtracted and
+dropped, scaled so that the 2D chain head-neck + neck-thorax + thorax-pelvis measures 1/c
+(c = 10, the projection distance). A 3D pose is 16 joints x 3 = 48 numbers, root-relative,
+in the unit in which that chain measures 1 in 3D (so a pose at depth c projects to the input).
+
+Two scale modes:
+- ``"dataset"`` (the author's): divide by one constant, the mean 2D chain length of the
+  training split; every pose keeps its relative size.
+- ``"pose"``: divide each pose by its own chain length; keypoints from any image, at any
+  pixel scale, land in the same range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .skeleton import FLIP, LIMB_JOINTS, SCALE_CHAIN
+
+C = 10.0  # projection distance
+FLIP16 = torch.as_tensor(FLIP[1:] - 1)  # left/right swap on the 16 non-root joints
+LIMB16 = torch.as_tensor(LIMB_JOINTS) - 1
+
+
+def chain_length(pose: np.ndarray) -> np.ndarray:
+    """Length of head-neck + neck-thorax + thorax-pelvis, per pose: (..., 17, D) -> (...)."""
+    a, b = pose[..., SCALE_CHAIN[:-1], :], pose[..., SCALE_CHAIN[1:], :]
+    return np.linalg.norm(a - b, axis=-1).sum(-1)
+
+
+@dataclass
+class Normalizer:
+    """Maps pixels and millimetres to network space and back; fit on the training split."""
+
+    mode: str = "dataset"
+    c: float = C
+    scale2d: float = 1.0  # mean 2D chain length of the training split, pixels
+    scale3d: float = 1.0  # mean 3D chain length of the training split, mm
+
+    @classmethod
+    def fit(cls, split: dict, mode: str = "dataset", c: float = C) -> Normalizer:
+        if mode not in ("dataset", "pose"):
+            raise ValueError(f"scale mode must be 'dataset' or 'pose', got {mode!r}")
+        return cls(mode, c, float(chain_length(split["pose2d"]).mean()),
+                   float(chain_length(split["pose3d"]).mean()))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def pose2d(self, pose2d: np.ndarray) -> np.ndarray:
+        """(N, 17, 2) pixels -> (N, 32) float32 network input."""
+        rel = pose2d[:, 1:] - pose2d[:, :1]
+        if self.mode == "pose":
+            scale = chain_length(pose2d)[:, None, None]
+        else:
+            scale = self.scale2d
+        return (rel / (scale * self.c)).reshape(len(pose2d), -1).astype(np.float32)
+
+    def pose3d(self, pose3d: np.ndarray) -> np.ndarray:
+        """(N, 17, 3) mm -> (N, 48) float32 root-relative in units of the mean 3D chain."""
+        rel = pose3d[:, 1:] - pose3d[:, :1]
+        return (rel / self.scale3d).reshape(len(pose3d), -1).astype(np.float32)
+
+    def to_mm(self, pose: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        """(N, 48) network 3D -> (N, 17, 3) mm with the root back at the origin.
+
+        The scale is the training split's mean 3D chain length: exact for the supervised
+        lifter, approximate for the unsupervised ones (whose scale comes from the 2D input),
+        which is why they are compared after scale or Procrustes alignment.
+        """
+        if isinstance(pose, np.ndarray):
+            rel = pose.reshape(len(pose), 16, 3) * self.scale3d
+            return np.concatenate([np.zeros_like(rel[:, :1]), rel], axis=1)
+        rel = pose.reshape(len(pose), 16, 3) * self.scale3d
+        return torch.cat([torch.zeros_like(rel[:, :1]), rel], dim=1)
+
+
+def flip(pose: torch.Tensor, dims: int) -> torch.Tensor:
+    """Mirror a batch of flat network poses (B, 16*dims): negate x, swap left and right."""
+    joints = pose.reshape(len(pose), 16, dims)[:, FLIP16.to(pose.device)]
+    sign = torch.ones(dims, device=pose.device, dtype=pose.dtype)
+    sign[0] = -1
+    return (joints * sign).reshape(len(pose), -1)
+
+
+def random_flip(pose: torch.Tensor, dims: int, p: float = 0.5,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Flip each pose of the batch with probability ``p`` (no host synchronisation)."""
+    if p <= 0:
+        return pose
+    coin = torch.rand(len(pose), 1, device=pose.device, generator=generator) < p
+    return torch.where(coin, flip(pose, dims), pose)
+
+
+def missing_mask(batch: int, n_missing: int, device=None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, 16) float mask, 1 = visible, with ``n_missing`` distinct limb joints hidden per row."""
+    mask = torch.ones(batch, 16, device=device)
+    if n_missing <= 0:
+        return mask
+    scores = torch.rand(batch, len(LIMB16), device=device, generator=generator)
+    drop = LIMB16.to(device)[scores.topk(n_missing, dim=1).indices]
+    return mask.scatter(1, drop, 0.0)
+
+
+def random_missing_mask(batch: int, p_miss: float, device=None,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training mask: a fraction ``p_miss`` of the rows lose 1 or 2 limb joints (equally likely)."""
+    mask = torch.ones(batch, 16, device=device)
+    if p_miss <= 0:
+        return mask
+    one = missing_mask(batch, 1, device, generator)
+    two = missing_mask(batch, 2, device, generator)
+    u = torch.rand(batch, 1, device=device, generator=generator)
+    return torch.where(u < p_miss / 2, two, torch.where(u < p_miss, one, mask))
+
+
+def apply_mask(pose2d: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Zero the hidden joints of flat 2D poses (B, 32) with a (B, 16) mask."""
+    return (pose2d.reshape(len(pose2d), 16, 2) * mask[..., None]).reshape(len(pose2d), -1)
