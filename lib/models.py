@@ -1,0 +1,250 @@
+"""Networks: the VAE lifter (encoder + decoder), the 2D pose discriminator and the baselines.
+
+Shapes (see ``lib/losses.py`` for the conventions): a normalised 2D pose is ``(B, 32)`` =
+16 joints x (x, y), root removed; a 3D pose is ``(B, 48)`` = 16 joints x (x, y, z),
+root-relative, in camera axes.
+
+The layers follow Appendix A of the thesis draft (width 1024, latent 51, Mish, BatchNorm,
+dropout 0.2)::
+
+    Encoder        Linear(32,1024)+BN+Mish+Dropout          ("upsampling block")
+                   enc_blocks x 2 x [Linear(1024,1024,bias=False)+BN+Mish+Dropout]
+                   Linear(1024,51) -> mu, Linear(1024,51) -> logvar
+    Decoder        Linear(51,1024)+BN+Mish+Dropout
+                   dec_blocks x 2 x [Linear(1024,1024,bias=False)+BN+Mish+Dropout]
+                   Linear(1024,48)+Tanh, times out_scale = 1.3
+    Discriminator  Linear(32,1024)+LeakyReLU
+                   disc_blocks x 2 x [Linear(1024,1024)+LeakyReLU+Dropout(0.5)]
+                   Linear(1024,1) -> logit
+
+(each residual block is a pair of layers with a skip connection around the pair)
+
+The draft's table has ONE residual block in the encoder and decoder and TWO in the
+discriminator (DESIGN.md's prose says two everywhere); the defaults follow the table and the
+counts are configurable. The draft's decoder table prints ``Linear(1024,48)`` twice; both rows
+take 1024 inputs, so they cannot be chained, and only one can feed the Tanh: we build one
+output layer (the duplicate row is discussed in ``tests/test_models.py``).
+
+The draft's discriminator ends in a Sigmoid and is trained with BCELoss; ours returns logits
+and the losses use BCE-with-logits (``lib/losses.py``), which is the same function computed
+without the overflow of ``log(sigmoid(x))`` for large ``|x|``.
+
+Lifters share one interface, ``lifter(x2d, sample=...) -> (pose3d, mu, logvar)``, so the
+trainer treats the thesis model and the baselines alike:
+
+- :class:`Lifter` over an ``Encoder(variational=True)``: the thesis VAE;
+- :class:`Lifter` over an ``Encoder(variational=False)``: deterministic lifter (encoder mean
+  -> decoder, no log-variance head, ``logvar`` is ``None``: no KL term);
+- :class:`SupervisedLifter`: Martinez et al. 2017 style regressor, ``mu = logvar = None``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+LOGVAR_BOUND = 10.0  # log-variance soft-clamped to (-10, 10): std in (0.0067, 148)
+
+
+def layer(in_dim: int, out_dim: int, act: nn.Module, bn: bool, dropout: float | None,
+          bias: bool = True) -> nn.Sequential:
+    """Linear [+ BatchNorm1d] + activation [+ Dropout]; ``dropout=None`` adds no Dropout."""
+    mods = [nn.Linear(in_dim, out_dim, bias=bias)]
+    if bn:
+        mods.append(nn.BatchNorm1d(out_dim))
+    mods.append(act)
+    if dropout is not None:
+        mods.append(nn.Dropout(dropout))
+    return nn.Sequential(*mods)
+
+
+class ResBlock(nn.Module):
+    """Two ``layer``s of the same width with a skip connection around the pair: x + f(x)."""
+
+    def __init__(self, width: int, act: type[nn.Module], bn: bool, dropout: float, bias: bool):
+        super().__init__()
+        self.net = nn.Sequential(layer(width, width, act(), bn, dropout, bias),
+                                 layer(width, width, act(), bn, dropout, bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+class Body(nn.Module):
+    """The shared trunk: a stem ``layer`` (in_dim -> width) and ``blocks`` residual blocks."""
+
+    def __init__(self, in_dim: int, width: int, blocks: int, act: type[nn.Module], bn: bool,
+                 dropout: float, res_bias: bool, stem_dropout: bool = True):
+        super().__init__()
+        self.stem = layer(in_dim, width, act(), bn, dropout if stem_dropout else None)
+        self.blocks = nn.Sequential(*[ResBlock(width, act, bn, dropout, res_bias)
+                                      for _ in range(blocks)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.stem(x))
+
+
+class Encoder(nn.Module):
+    """2D pose (B, in_dim) -> (mu, logvar), each (B, latent).
+
+    ``logvar`` is soft-clamped, ``LOGVAR_BOUND * tanh(raw / LOGVAR_BOUND)``: the identity
+    near 0 and bounded in (-10, 10), so ``exp(logvar)`` cannot overflow. A hard clamp would
+    zero the gradient outside the bounds, and a log-variance driven below -10 by the
+    projection loss during the KL warm-up (beta = 0) could then never be pulled back by the
+    KL term. With ``variational=False`` there is no log-variance head and ``logvar`` is None.
+    """
+
+    def __init__(self, in_dim: int = 32, width: int = 1024, latent: int = 51, blocks: int = 1,
+                 dropout: float = 0.2, variational: bool = True):
+        super().__init__()
+        self.body = Body(in_dim, width, blocks, nn.Mish, bn=True, dropout=dropout,
+                         res_bias=False)
+        self.mu = nn.Linear(width, latent)
+        self.logvar = nn.Linear(width, latent) if variational else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h = self.body(x)
+        if self.logvar is None:
+            return self.mu(h), None
+        logvar = LOGVAR_BOUND * torch.tanh(self.logvar(h) / LOGVAR_BOUND)
+        return self.mu(h), logvar
+
+
+class Decoder(nn.Module):
+    """Latent (B, latent) -> root-relative 3D pose (B, out_dim), each coordinate in
+    (-out_scale, out_scale) (Tanh output times ``out_scale``)."""
+
+    def __init__(self, latent: int = 51, width: int = 1024, out_dim: int = 48, blocks: int = 1,
+                 dropout: float = 0.2, out_scale: float = 1.3):
+        super().__init__()
+        self.body = Body(latent, width, blocks, nn.Mish, bn=True, dropout=dropout,
+                         res_bias=False)
+        self.out = nn.Linear(width, out_dim)
+        self.out_scale = out_scale
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out_scale * torch.tanh(self.out(self.body(z)))
+
+
+class Discriminator(nn.Module):
+    """2D pose (B, in_dim) -> real/fake LOGIT (B, 1); apply BCE-with-logits, not a Sigmoid.
+
+    No BatchNorm, LeakyReLU(0.01), Dropout(0.5) in the residual blocks only (none in the stem).
+    """
+
+    def __init__(self, in_dim: int = 32, width: int = 1024, blocks: int = 2,
+                 dropout: float = 0.5):
+        super().__init__()
+        self.body = Body(in_dim, width, blocks, nn.LeakyReLU, bn=False, dropout=dropout,
+                         res_bias=True, stem_dropout=False)
+        self.out = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(x))
+
+
+class Lifter(nn.Module):
+    """Encoder + decoder: 2D (B, 32) -> (pose3d (B, 48), mu, logvar).
+
+    Sampling is chosen by the explicit ``sample`` argument, never by train/eval mode:
+    ``sample=True`` decodes z = mu + eps * exp(logvar / 2), ``sample=False`` decodes mu. (Eval
+    mode only switches off dropout and makes BatchNorm use running statistics; evaluation
+    must pass ``sample=False`` for the thesis's single-hypothesis number.) A deterministic
+    lifter (``variational=False``) always decodes mu and returns ``logvar = None``.
+    """
+
+    def __init__(self, encoder: Encoder, decoder: Decoder):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.variational = encoder.logvar is not None
+
+    def encode(self, x2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.encoder(x2d)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """z = mu + eps * std, eps ~ N(0, I) (from ``generator`` if given: same device as mu)."""
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + eps * torch.exp(0.5 * logvar)
+
+    def forward(self, x2d: torch.Tensor, sample: bool = True,
+                generator: torch.Generator | None = None):
+        mu, logvar = self.encode(x2d)
+        z = self.reparameterize(mu, logvar, generator) if sample and self.variational else mu
+        return self.decode(z), mu, logvar
+
+    def hypotheses(self, x2d: torch.Tensor, k: int,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+        """``k`` sampled 3D poses per input, (B, k, 48), decoded in one batch of B * k
+        (for the best-hypothesis protocol; call in eval mode)."""
+        mu, logvar = self.encode(x2d)
+        mu = mu.repeat_interleave(k, dim=0)
+        if self.variational:
+            z = self.reparameterize(mu, logvar.repeat_interleave(k, dim=0), generator)
+        else:
+            z = mu
+        return self.decode(z).unflatten(0, (x2d.shape[0], k))
+
+
+class SupervisedLifter(nn.Module):
+    """Martinez et al. 2017 style baseline: Linear(32,w)+BN+ReLU+Dropout, ``blocks`` residual
+    blocks of two Linear+BN+ReLU+Dropout, Linear(w,48); trained with MSE on 3D.
+
+    Same call as :class:`Lifter`; returns ``(pose3d, None, None)`` (no latent, no sampling).
+    """
+
+    variational = False
+
+    def __init__(self, in_dim: int = 32, width: int = 1024, out_dim: int = 48, blocks: int = 2,
+                 dropout: float = 0.5):
+        super().__init__()
+        self.body = Body(in_dim, width, blocks, nn.ReLU, bn=True, dropout=dropout,
+                         res_bias=True)
+        self.out = nn.Linear(width, out_dim)
+
+    def forward(self, x2d: torch.Tensor, sample: bool = False,
+                generator: torch.Generator | None = None):
+        return self.out(self.body(x2d)), None, None
+
+
+MODES = ("vae_gan", "vae", "det_gan", "supervised")
+DEFAULTS = dict(mode="vae_gan", width=1024, latent=51, enc_blocks=1, dec_blocks=1,
+                disc_blocks=2, dropout=0.2, disc_dropout=0.5, out_scale=1.3,
+                sup_blocks=2, sup_dropout=0.5)
+
+
+def build_models(cfg: dict) -> dict[str, nn.Module | None]:
+    """``{"lifter": ..., "disc": Discriminator or None}`` for ``cfg["mode"]``:
+
+    ``vae_gan`` (the thesis), ``vae`` (no discriminator), ``det_gan`` (deterministic lifter +
+    discriminator), ``supervised`` (Martinez baseline, no discriminator). Missing keys take
+    :data:`DEFAULTS`; keys not used here are ignored, so a whole run config can be passed.
+    """
+    c = {**DEFAULTS, **cfg}
+    mode = c["mode"]
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "supervised":
+        lifter = SupervisedLifter(width=c["width"], blocks=c["sup_blocks"],
+                                  dropout=c["sup_dropout"])
+    else:
+        encoder = Encoder(width=c["width"], latent=c["latent"], blocks=c["enc_blocks"],
+                          dropout=c["dropout"], variational=mode != "det_gan")
+        decoder = Decoder(latent=c["latent"], width=c["width"], blocks=c["dec_blocks"],
+                          dropout=c["dropout"], out_scale=c["out_scale"])
+        lifter = Lifter(encoder, decoder)
+    disc = None
+    if mode in ("vae_gan", "det_gan"):
+        disc = Discriminator(width=c["width"], blocks=c["disc_blocks"],
+                             dropout=c["disc_dropout"])
+    return {"lifter": lifter, "disc": disc}
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (BatchNorm running statistics are buffers, not counted)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
