@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tarfile
 import tempfile
 import time
@@ -108,8 +109,13 @@ def load_split(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise DataError(f"{path}: no such split file")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not hasattr(z, "files"):  # a bare .npy array
+            raise DataError(f"{path}: a single array (.npy), not a .npz archive of named arrays")
+        with z:
             split = {k: z[k] for k in z.files}
+    except DataError:
+        raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{path}: not a readable .npz file ({e})") from e
     return validate_split(split, str(path))
@@ -327,20 +333,53 @@ def bnmd17(source=None, cache=None, frame_step: int = 4, rig: Rig | None = None,
     The folder name is a hash of the source fingerprint and the build settings, so changing
     either builds a new cache beside the old one and an unchanged pair reuses it.
     """
-    source = find_source(source)
     settings = bnmd_settings(frame_step, rig)
+    try:
+        source = find_source(source)
+    except DataError:
+        prebuilt = cached_build(find_cache(cache), settings)
+        if prebuilt is None:
+            raise
+        return prebuilt  # a cache copied here without its source (e.g. onto a GPU machine)
     key = hashlib.sha1(json.dumps([source_fingerprint(source), settings], sort_keys=True,
                                   default=str).encode()).hexdigest()[:12]
     out = find_cache(cache) / f"bnmd17-{key}"
     meta = out / "meta.json"
     if meta.is_file() and not rebuild and all((out / f"{s}.npz").is_file() for s in SPLITS):
         return out
-    summary = build_bnmd17(source, out, frame_step, rig, progress=progress)
-    tmp = meta.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"source": str(source), "settings": settings, "summary": summary},
-                              indent=1, default=str))
-    os.replace(tmp, meta)
+    # build beside the target and move it into place when complete, so that a failure
+    # (a bad take, a missing split, Ctrl-C) leaves no half-written folder and keeps an
+    # older complete build
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    try:
+        summary = build_bnmd17(source, tmp, frame_step, rig, progress=progress)
+        (tmp / "meta.json").write_text(json.dumps(
+            {"source": str(source), "settings": settings, "summary": summary},
+            indent=1, default=str))
+        tmp.chmod(0o755)
+        if out.exists():
+            old = tmp.with_name(tmp.name + "-old")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def cached_build(cache: Path, settings: dict) -> Path | None:
+    """The newest complete cache folder built with exactly these settings, if any."""
+    found = []
+    for meta in cache.glob("bnmd17-*/meta.json"):
+        info = json.loads(meta.read_text())
+        same = json.dumps(info["settings"], sort_keys=True) == json.dumps(
+            json.loads(json.dumps(settings, default=str)), sort_keys=True)
+        if same and all((meta.parent / f"{s}.npz").is_file() for s in SPLITS):
+            found.append((meta.stat().st_mtime, meta.parent))
+    return max(found)[1] if found else None
 
 
 def load_bnmd17(split: str, source=None, cache=None, frame_step: int = 4) -> dict:

@@ -90,7 +90,8 @@ DEFAULTS = {
     "device": "auto",  # "auto", "cpu", "cuda", "cuda:1", ...
     "seed": 0,
     "bf16": False,  # bfloat16 autocast on CUDA
-    "compile": False,  # torch.compile the networks
+    "compile": False,  # torch.compile the networks: false, true or "reduce-overhead"
+    "tf32": True,  # TensorFloat-32 matrix products on CUDA
     "checkpoint_every": 10,
     "val_every": 1,
     "progress": True,
@@ -199,11 +200,19 @@ class Trainer:
         nets = build_models(cfg)
         self.lifter = nets["lifter"].to(dev)
         self.disc = nets["disc"].to(dev) if nets["disc"] is not None else None
+        if dev.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = cfg["tf32"]
+            torch.backends.cudnn.allow_tf32 = cfg["tf32"]
         fused = dev.type == "cuda"
         self.opt = torch.optim.Adam(self.lifter.parameters(), lr=cfg["lr"], fused=fused)
         self.opt_d = (torch.optim.Adam(self.disc.parameters(), lr=cfg["lr"], fused=fused)
                       if self.disc is not None else None)
-        self.step_fn = torch.compile(self._step) if cfg["compile"] else self._step
+        if cfg["compile"]:  # True: default inductor; "reduce-overhead": also CUDA graphs
+            mode = cfg["compile"] if isinstance(cfg["compile"], str) else None
+            self.lifter.compile(mode=mode)
+            if self.disc is not None:
+                self.disc.compile(mode=mode)
+        self.step_fn = self._step
         self.epoch = 0
 
     # ---- one optimisation step -------------------------------------------------------
@@ -234,13 +243,18 @@ class Trainer:
             self._update(self.opt, self.lifter, loss, c["clip_vae_norm"], c["clip_vae_value"])
             return torch.stack([loss.detach(), zero, zero, zero, zero, zero, zero, zero])
 
+        # one forward of the lifter serves both players (as in the usual GAN recipe): the
+        # discriminator learns on its detached novel views, then the lifter on the same views
+        with self._autocast():
+            pose3d, mu, logvar = self.lifter(x_in, sample=True, generator=self.gen)
+            pose3d = pose3d.float()
+            novel = self._novel_views(pose3d) if self.disc is not None else None
         d_loss = d_real = d_fake = zero
-        if self.disc is not None:  # discriminator step on real 2D and novel views of fakes
-            with torch.no_grad(), self._autocast():
-                fake = self._novel_views(self.lifter(x_in)[0].float())
+        if self.disc is not None:  # discriminator: real 2D (with noise) against novel views
+            real = real_input_noise(x, c["real_noise"], self.gen)
             with self._autocast():
-                logit_real = self.disc(real_input_noise(x, c["real_noise"], self.gen)).float()
-                logit_fake = self.disc(fake).float()
+                logits = self.disc(torch.cat([real, novel.detach()])).float()
+                logit_real, logit_fake = logits[:len(x)], logits[len(x):]
                 d_loss = discriminator_loss(logit_real, logit_fake,
                                             (c["real_label_low"], c["real_label_high"]),
                                             self.gen)
@@ -248,18 +262,19 @@ class Trainer:
             d_real = torch.sigmoid(logit_real).mean().detach()
             d_fake = torch.sigmoid(logit_fake).mean().detach()
 
-        with self._autocast():  # lifter step
-            pose3d, mu, logvar = self.lifter(x_in, sample=True, generator=self.gen)
-            pose3d = pose3d.float()
+        with self._autocast():  # lifter: reproject, stay near the prior, fool the critic
             proj = projection_loss(pose3d, x, mask if c["p_miss"] > 0 else None)
             kld = kl_divergence(mu.float(), logvar.float()) if logvar is not None else zero
             adv = zero
             if self.disc is not None:
-                adv = generator_adversarial_loss(self.disc(self._novel_views(pose3d)).float())
+                self.disc.requires_grad_(False)  # gradients for the input only
+                adv = generator_adversarial_loss(self.disc(novel).float())
             hinge = hinge_loss(pose3d) if c["lambda_hinge"] > 0 else zero
             loss = (c["lambda_recon"] * proj + beta * kld + c["lambda_disc"] * adv
                     + c["lambda_hinge"] * hinge)
         self._update(self.opt, self.lifter, loss, c["clip_vae_norm"], c["clip_vae_value"])
+        if self.disc is not None:
+            self.disc.requires_grad_(True)
         return torch.stack([loss, proj, kld, adv, d_loss, d_real, d_fake, hinge]).detach()
 
     @staticmethod

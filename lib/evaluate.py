@@ -1,0 +1,167 @@
+"""Evaluation of a trained run on a test split (DESIGN section 3, the thesis's protocol).
+
+    python -m lib.evaluate --run DIR --split NAME [--k 1,5,10,20,50] [--missing 0,1,2] [--json]
+
+One hypothesis = decode the mean latent code; add the root back at the origin; align to the
+ground truth (Procrustes without reflections for the primary number, with reflections as
+the author's scipy-based code did); millimetres. Best-of-K samples K latent codes per input
+and keeps the one closest to the ground truth (an oracle). Missing joints zero 1 or 2 limb
+joints of the input, as the missing-joint training does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data as D
+from .geometry import Normalizer, apply_mask, missing_mask
+from .metrics import best_of_k, pa_mpjpe, summarize
+from .priors import backward_knee_rate
+from .train import load_run
+
+
+def test_split(cfg: dict, split: str) -> dict:
+    """The named test split of the run's dataset."""
+    if cfg["dataset"] == "h36m":
+        return D.load_split(Path(cfg["h36m_dir"]) / f"{split}.npz")
+    folder = D.bnmd17(cfg["source"], cfg["cache"], cfg["frame_step"], progress=False)
+    return D.load_split(folder / f"{split}.npz")
+
+
+def take_subset(split: dict, n: int | None, seed: int = 0) -> dict:
+    """Every pose, or a fixed random subset of ``n`` of them (same seed, same poses)."""
+    total = len(split["pose3d"])
+    if not n or n >= total:
+        return split
+    idx = np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
+    return {k: (v[idx] if k in D.SPLIT_KEYS else v) for k, v in split.items()}
+
+
+@torch.no_grad()
+def predict(lifter, norm: Normalizer, x: torch.Tensor, batch: int = 65536) -> torch.Tensor:
+    """Single hypothesis (mean latent code): (N, 17, 3), root at the origin."""
+    out = [lifter(x[i:i + batch], sample=False)[0].float() for i in range(0, len(x), batch)]
+    return norm.to_mm(torch.cat(out))
+
+
+@torch.no_grad()
+def best_of_k_curve(lifter, norm, x, gt, ks=(1, 5, 10, 20, 50), seed: int = 0,
+                    batch: int = 4096) -> dict:
+    """{K: mean over poses of the smallest PA-MPJPE among K sampled hypotheses}."""
+    gen = torch.Generator(x.device).manual_seed(seed)
+    kmax = max(ks)
+    best = {k: [] for k in ks}
+    for i in range(0, len(x), batch):
+        hyps = lifter.hypotheses(x[i:i + batch], kmax, generator=gen).float()  # (B, K, 48)
+        hyps = norm.to_mm(hyps.flatten(0, 1)).unflatten(0, (len(hyps), kmax)).transpose(0, 1)
+        g = gt[i:i + batch]
+        for k in ks:
+            best[k].append(best_of_k(hyps[:k], g, pa_mpjpe))
+    return {k: float(torch.cat(v).mean()) for k, v in best.items()}
+
+
+@torch.no_grad()
+def missing_curve(lifter, norm, x, gt, counts=(0, 1, 2), seed: int = 0) -> dict:
+    """{n: PA-MPJPE with n limb joints of every input zeroed}."""
+    gen = torch.Generator(x.device).manual_seed(seed)
+    out = {}
+    for n in counts:
+        mask = missing_mask(len(x), n, x.device, gen)
+        out[n] = float(pa_mpjpe(predict(lifter, norm, apply_mask(x, mask)), gt).mean())
+    return out
+
+
+def predictions(run, split: str, size: int | None = None, device: str = "auto") -> dict:
+    """The run's single-hypothesis predictions on a split: lifter, normaliser, split data,
+    normalised inputs ``x``, root-relative ground truth ``gt`` and ``pred`` (mm tensors)."""
+    lifter, norm, cfg = load_run(run, device)
+    dev = next(lifter.parameters()).device
+    s = take_subset(test_split(cfg, split), size)
+    x = torch.as_tensor(norm.pose2d(s["pose2d"]), device=dev)
+    gt = torch.as_tensor(s["pose3d"] - s["pose3d"][:, :1], device=dev)
+    return {"lifter": lifter, "norm": norm, "split": s, "x": x, "gt": gt,
+            "pred": predict(lifter, norm, x)}
+
+
+def evaluate_run(run, split: str, ks=(1, 5, 10, 20, 50), missing=(0, 1, 2),
+                 size: int | None = None, bh_size: int | None = 5000, device: str = "auto",
+                 split_data: dict | None = None) -> dict:
+    """All the numbers of one run on one split, as a JSON-ready dict."""
+    lifter, norm, cfg = load_run(run, device)
+    dev = next(lifter.parameters()).device
+    s = take_subset(split_data if split_data is not None else test_split(cfg, split), size)
+    x = torch.as_tensor(norm.pose2d(s["pose2d"]), device=dev)
+    gt = torch.as_tensor(s["pose3d"] - s["pose3d"][:, :1], device=dev)
+    pred = predict(lifter, norm, x)
+    res = summarize(pred, gt, torch.as_tensor(s["action"], device=dev), list(s["action_names"]))
+    res.update(run=str(run), mode=cfg["mode"], split=split, poses=len(x),
+               backward_knee_rate=100 * float(backward_knee_rate(pred[:, 1:])))
+    if ks and getattr(lifter, "variational", False):
+        idx = np.arange(len(x))
+        if bh_size and bh_size < len(x):
+            idx = np.sort(np.random.default_rng(1).choice(len(x), bh_size, replace=False))
+        xs, gs = x[torch.as_tensor(idx, device=dev)], gt[torch.as_tensor(idx, device=dev)]
+        res["best_of_k"] = best_of_k_curve(lifter, norm, xs, gs, ks)
+        res["best_of_k_poses"] = len(xs)
+    if missing:
+        res["missing"] = missing_curve(lifter, norm, x, gt, missing)
+    return res
+
+
+def trivial_baselines(train: dict, test: dict) -> dict:
+    """The two reference points every lifter must beat, in the same metrics.
+
+    - mean pose: the training split's mean root-relative 3D pose, whatever the input;
+    - flat: the input 2D pose itself with a constant depth (x, y, 0), a scaled orthographic
+      guess that is right in the image plane and knows nothing about depth.
+    Both are Procrustes-aligned like the models, which makes them as good as they can be.
+    """
+    gt = torch.as_tensor(test["pose3d"] - test["pose3d"][:, :1])
+    mean = torch.as_tensor((train["pose3d"] - train["pose3d"][:, :1]).mean(0))
+    flat2d = torch.as_tensor(test["pose2d"] - test["pose2d"][:, :1])
+    flat = torch.cat([flat2d, torch.zeros_like(flat2d[..., :1])], -1)
+    groups = torch.as_tensor(test["action"])
+    names = list(test["action_names"])
+    return {"mean_pose": summarize(mean.expand_as(gt).clone(), gt, groups, names),
+            "flat": summarize(flat, gt, groups, names)}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m lib.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("--run", required=True, help="run folder written by python -m lib.train")
+    p.add_argument("--split", default="test_unseen_styles",
+                   help=f"one of {D.SPLITS[1:]} (BNMD-17) or test (Human3.6M)")
+    p.add_argument("--k", default="1,5,10,20,50", help="hypothesis counts for best-of-K")
+    p.add_argument("--missing", default="0,1,2", help="numbers of missing limb joints")
+    p.add_argument("--size", type=int, help="evaluate a fixed random subset of this many poses")
+    p.add_argument("--bh-size", type=int, default=5000,
+                   help="poses used for best-of-K (0 = all; K=50 on a CPU is slow)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    args = p.parse_args(argv)
+    ints = lambda s: tuple(int(v) for v in s.split(",") if v != "")  # noqa: E731
+    try:
+        res = evaluate_run(args.run, args.split, ints(args.k), ints(args.missing), args.size,
+                           args.bh_size or None, args.device)
+    except (FileNotFoundError, D.DataError) as e:
+        sys.exit(f"error: {e}")
+    if args.json:
+        print(json.dumps(res))
+        return
+    print(f"{res['run']} on {res['split']} ({res['poses']} poses)")
+    for key in ("pa_mpjpe", "pa_mpjpe_reflect", "n_mpjpe", "mirrored_rate", "pck150", "auc",
+                "backward_knee_rate"):
+        print(f"  {key:20s} {res[key]:8.1f}")
+    for key in ("best_of_k", "missing"):
+        if key in res:
+            print(f"  {key:20s} " + "  ".join(f"{k}: {v:.1f}" for k, v in res[key].items()))
+
+
+if __name__ == "__main__":
+    main()

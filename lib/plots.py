@@ -1,0 +1,100 @@
+"""Figures used by the chapters: skeletons in 3D and 2D, training curves, histograms."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .skeleton import BONE_SIDE, BONES
+
+SIDE_COLOURS = {"L": "tab:blue", "R": "tab:red", "C": "0.3"}
+
+
+def _np(x):
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def skeleton_2d(ax, pose2d, colour=None, invert_y: bool = True, alpha: float = 1.0,
+                lw: float = 2.0, label: str | None = None):
+    """Draw a (17, 2) pose; left limbs blue, right red, unless ``colour`` is given."""
+    p = _np(pose2d)
+    for (a, b), side in zip(BONES, BONE_SIDE, strict=True):
+        ax.plot(p[[a, b], 0], p[[a, b], 1], color=colour or SIDE_COLOURS[side], lw=lw,
+                alpha=alpha, label=label if a == 0 and b == 1 else None)
+    ax.set_aspect("equal")
+    if invert_y and not ax.yaxis_inverted():
+        ax.invert_yaxis()
+    return ax
+
+
+def skeleton_3d(ax, pose3d, colour=None, alpha: float = 1.0, lw: float = 2.0,
+                label: str | None = None, radius: float | None = None):
+    """Draw a (17, 3) camera-frame pose (x right, y down, z depth) upright: the plot's
+    vertical axis is -y and its depth axis is z."""
+    p = _np(pose3d)
+    p = p - p[:1]
+    xs, ys, zs = p[:, 0], p[:, 2], -p[:, 1]
+    for (a, b), side in zip(BONES, BONE_SIDE, strict=True):
+        ax.plot(xs[[a, b]], ys[[a, b]], zs[[a, b]], color=colour or SIDE_COLOURS[side], lw=lw,
+                alpha=alpha, label=label if a == 0 and b == 1 else None)
+    r = radius or 1.1 * np.abs(p).max()
+    ax.set_xlim(-r, r)
+    ax.set_ylim(-r, r)
+    ax.set_zlim(-r, r)
+    ax.set_xlabel("x")
+    ax.set_ylabel("depth z")
+    ax.set_zlabel("up")
+    ax.set_box_aspect((1, 1, 1))
+    return ax
+
+
+def compare_3d(poses: dict, title: str | None = None, elev: float = 10, azim: float = -70,
+               size: float = 3.2):
+    """One 3D panel per entry of ``{label: (17, 3) pose or list of poses}``."""
+    fig = plt.figure(figsize=(size * len(poses), size))
+    for i, (label, pose) in enumerate(poses.items()):
+        ax = fig.add_subplot(1, len(poses), i + 1, projection="3d")
+        skeleton_3d(ax, pose)
+        ax.view_init(elev=elev, azim=azim)
+        ax.set_title(label, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def overlay_3d(ax, gt, pred, elev: float = 10, azim: float = -70):
+    """Ground truth (black) and a prediction (coloured) in one 3D panel."""
+    skeleton_3d(ax, gt, colour="k", alpha=0.5, label="ground truth")
+    skeleton_3d(ax, pred, label="prediction")
+    ax.view_init(elev=elev, azim=azim)
+    return ax
+
+
+def curves(history: list[dict], keys, ax=None, logy: bool = False, title: str | None = None):
+    """Plot history columns against the epoch (rows lacking a key are skipped)."""
+    ax = ax or plt.gca()
+    for key in keys:
+        rows = [r for r in history if r.get(key) is not None]
+        ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], label=key)
+    ax.set_xlabel("epoch")
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def histogram_over_epochs(history: list[dict], ax=None, bins_mm: float = 5.0):
+    """Image of the per-sample PA-MPJPE histogram (``val_hist``) at every validated epoch."""
+    ax = ax or plt.gca()
+    rows = [r for r in history if r.get("val_hist") is not None]
+    h = np.array([r["val_hist"] for r in rows], dtype=float)
+    h /= h.sum(1, keepdims=True)
+    epochs = [r["epoch"] for r in rows]
+    ax.imshow(h.T, origin="lower", aspect="auto", cmap="viridis",
+              extent=(epochs[0] - 0.5, epochs[-1] + 0.5, 0, bins_mm * h.shape[1]))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("per-sample PA-MPJPE (mm)")
+    return ax
