@@ -389,6 +389,26 @@ def load_bnmd17(split: str, source=None, cache=None, frame_step: int = 4) -> dic
     return load_split(bnmd17(source, cache, frame_step) / f"{split}.npz")
 
 
+def benchmark(source=None, frame_step: int = 4) -> dict:
+    """Seconds to build all three splits from ``source`` and to load each split."""
+    import shutil
+
+    tmp = Path(tempfile.mkdtemp(prefix="bnmd17-bench-"))
+    try:
+        t0 = time.perf_counter()
+        folder = bnmd17(source, tmp, frame_step, progress=False)
+        res = {"source": str(find_source(source)), "cpus": os.cpu_count(),
+               "build_s": round(time.perf_counter() - t0, 2)}
+        for split in SPLITS:
+            t0 = time.perf_counter()
+            n = len(load_split(folder / f"{split}.npz")["pose3d"])
+            res[f"load_{split}_s"] = round(time.perf_counter() - t0, 3)
+            res[f"poses_{split}"] = n
+        return res
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lib.data",
                                 description="Build the BNMD-17 benchmark cache and print a "
@@ -399,7 +419,13 @@ def main(argv=None) -> None:
     p.add_argument("--frame-step", type=int, default=4,
                    help="keep every N-th frame of every take (default 4: 7.5 fps)")
     p.add_argument("--rebuild", action="store_true", help="rebuild even if the cache is fresh")
+    p.add_argument("--benchmark", action="store_true",
+                   help="time a full build into a fresh temporary cache and the loading of "
+                        "each split, print the timings as JSON, delete the temporary cache")
     args = p.parse_args(argv)
+    if args.benchmark:
+        print(json.dumps(benchmark(args.source, args.frame_step)))
+        return
     t0 = time.perf_counter()
     try:
         out = bnmd17(args.source, args.cache, args.frame_step, rebuild=args.rebuild)

@@ -22,14 +22,23 @@ intrinsics :data:`H36M_INTRINSICS`). Lens distortion is ignored; Human3.6M's gro
 residual (a few pixels), reported per camera in the returned ``info``. Estimating from CPN
 detections works too but is noisier; estimate once from the GT file, save ``info["cameras"]``
 as JSON (:func:`build_h36m_cache` writes ``cameras.json``) and pass it when loading CPN 2D.
+
+Command line (writes ``train.npz``, ``test.npz`` and ``cameras.json`` into ``--out``, the
+folder that ``dataset: h36m`` / ``h36m_dir`` of :mod:`lib.train` reads)::
+
+    python -m lib.h36m --3d data_3d_h36m.npz --2d data_2d_h36m_gt.npz --out cache/h36m-gt \
+        [--cameras cameras.json] [--frame-step N]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import re
+import sys
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -379,3 +388,36 @@ def build_h36m_cache(path_3d, path_2d, cache_dir, cameras=None, frame_step: int 
     summary.update({k: info[k] for k in ("rms_px", "extrinsics_source", "skipped", "truncated",
                                          "joints_2d")})
     return summary
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m lib.h36m",
+                                description="Build Human3.6M split files from the community's "
+                                            "preprocessed .npz files and print a one-line JSON "
+                                            "summary.")
+    p.add_argument("--3d", dest="path_3d", required=True, metavar="PATH",
+                   help="data_3d_h36m.npz (positions_3d, 32 joints, metres)")
+    p.add_argument("--2d", dest="path_2d", required=True, metavar="PATH",
+                   help="data_2d_h36m_gt.npz or a detections file (positions_2d, pixels)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for train.npz, test.npz and cameras.json")
+    p.add_argument("--cameras", metavar="JSON",
+                   help="extrinsics to use (e.g. the cameras.json of a build from the GT 2D); "
+                        "default: estimate them from the 2D/3D correspondences")
+    p.add_argument("--frame-step", type=int, default=1, metavar="N",
+                   help="keep every N-th frame (default 1)")
+    args = p.parse_args(argv)
+    if args.frame_step < 1:
+        p.error(f"--frame-step must be >= 1, got {args.frame_step}")
+    t0 = time.perf_counter()
+    try:
+        summary = build_h36m_cache(args.path_3d, args.path_2d, args.out, cameras=args.cameras,
+                                   frame_step=args.frame_step)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -110,6 +110,12 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
         if unknown:
             raise ConfigError(f"unknown parameter(s) {unknown}; valid keys: {sorted(DEFAULTS)}")
         cfg.update(src)
+    for key, default in DEFAULTS.items():  # YAML reads 1e-3 (no dot) as a string
+        if isinstance(default, float) and isinstance(cfg[key], str):
+            try:
+                cfg[key] = float(cfg[key])
+            except ValueError:
+                raise ConfigError(f"{key} must be a number, got {cfg[key]!r}") from None
     for key in ("epochs", "batch_size", "width", "latent", "checkpoint_every", "val_every"):
         if not isinstance(cfg[key], int) or cfg[key] <= 0:
             raise ConfigError(f"{key} must be a positive integer, got {cfg[key]!r}")

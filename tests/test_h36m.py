@@ -21,6 +21,7 @@ from lib.h36m import (
     build_h36m_cache,
     estimate_extrinsics,
     load_h36m,
+    main,
 )
 
 SEQUENCES = {"S1": ("Directions 1", "TakingPhoto"), "S5": ("Directions", "Photo 1"),
@@ -284,3 +285,37 @@ def test_build_cache_loads_with_load_split(h36m, tmp_path):
         again, info = load_h36m(h36m["paths"]["3d"], h36m["paths"]["gt"],
                                 cameras=summary["paths"]["cameras"], subjects=["S9"])
     assert np.abs(again["test"]["pose3d"] - splits["test"]["pose3d"]).max() < 1e-3
+
+
+def test_command_line(h36m, tmp_path, capsys):
+    out = tmp_path / "cli"
+    main(["--3d", str(h36m["paths"]["3d"]), "--2d", str(h36m["paths"]["gt"]), "--out", str(out),
+          "--frame-step", "2"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    summary = json.loads(lines[0])
+    assert sorted(p.name for p in out.iterdir()) == ["cameras.json", "test.npz", "train.npz"]
+    test = load_split(out / "test.npz")
+    frames = sum((len(h36m["world"]["S9"][q]) + 1) // 2 for q in SEQUENCES["S9"])
+    assert summary["poses"]["test"] == len(test["pose3d"]) == 4 * frames
+    assert summary["extrinsics_source"] == "estimated" and summary["joints_2d"] == 32
+    # the CPN-like file with the cameras just estimated from the GT file
+    main(["--3d", str(h36m["paths"]["3d"]), "--2d", str(h36m["paths"]["cpn"]),
+          "--out", str(tmp_path / "cpn"), "--cameras", str(out / "cameras.json")])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["extrinsics_source"] == str(out / "cameras.json")
+    assert summary["joints_2d"] == 17
+    # errors: a clear message and a non-zero exit, no traceback
+    with pytest.raises(SystemExit) as e:
+        main(["--3d", str(tmp_path / "missing.npz"), "--2d", str(h36m["paths"]["gt"]),
+              "--out", str(tmp_path / "x")])
+    assert e.value.code == f"error: {tmp_path / 'missing.npz'}: no such file"
+    with pytest.raises(SystemExit) as e:
+        main(["--3d", str(h36m["paths"]["3d"]), "--2d", str(h36m["paths"]["gt"]),
+              "--out", str(tmp_path / "x"), "--cameras", str(tmp_path / "nope.json")])
+    assert "nope.json: no such cameras file" in e.value.code
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit) as e:  # argparse: exit status 2
+        main(["--3d", str(h36m["paths"]["3d"]), "--2d", str(h36m["paths"]["gt"]),
+              "--out", str(tmp_path / "x"), "--frame-step", "0"])
+    assert e.value.code == 2

@@ -1,0 +1,271 @@
+"""The trainer (lib/train.py) on small, geometrically consistent synthetic data: random
+standing-ish people in camera coordinates about 5 m away, projected by a 1150 px camera, so
+that 2D and 3D agree as in the real splits. Tiny networks, CPU."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from lib.data import REPO
+from lib.losses import project, projection_loss
+from lib.train import (
+    DEFAULTS,
+    ConfigError,
+    Trainer,
+    is_finished,
+    load_params,
+    load_run,
+    main,
+    make_config,
+    parse_overrides,
+    read_history,
+)
+
+# camera coordinates (x right, y down, z forward), mm, pelvis at the origin, facing -z
+STANDING = np.array([
+    [0, 0, 0], [-130, 0, 0], [-130, 420, -30], [-130, 840, 0],
+    [130, 0, 0], [130, 420, -30], [130, 840, 0],
+    [0, -230, 0], [0, -480, 0], [0, -580, -60], [0, -700, 0],
+    [180, -460, 0], [220, -180, 0], [230, 50, -40],
+    [-180, -460, 0], [-220, -180, 0], [-230, 50, -40],
+], dtype=np.float64)  # fmt: skip
+
+
+def make_split(n, seed=0):
+    """Poses turned about the vertical, arms and legs swung, jittered, 4.7-5.3 m away."""
+    rng = np.random.default_rng(seed)
+    pose = np.repeat(STANDING[None], n, axis=0)
+    for shoulder, elbow, wrist in ((11, 12, 13), (14, 15, 16)):  # swing the arms forwards
+        a = rng.uniform(-1.2, 1.2, n)[:, None]
+        for j in (elbow, wrist):
+            rel = pose[:, j] - pose[:, shoulder]
+            pose[:, j] = pose[:, shoulder] + np.stack(
+                [rel[:, 0], rel[:, 1] * np.cos(a[:, 0]) + rel[:, 2] * np.sin(a[:, 0]),
+                 -rel[:, 1] * np.sin(a[:, 0]) + rel[:, 2] * np.cos(a[:, 0])], -1)
+    yaw = rng.uniform(-np.pi, np.pi, n)
+    c, s = np.cos(yaw), np.sin(yaw)
+    rot = np.zeros((n, 3, 3))
+    rot[:, 0, 0], rot[:, 0, 2], rot[:, 1, 1], rot[:, 2, 0], rot[:, 2, 2] = c, s, 1, -s, c
+    pose = pose @ rot.transpose(0, 2, 1) + rng.normal(0, 15, (n, 17, 3))
+    pose -= pose[:, :1]
+    pose += rng.uniform([-300, -200, 4700], [300, 200, 5300], (n, 1, 3))
+    pose2d = pose[..., :2] / pose[..., 2:] * 1150.0 + 500.0
+    return {"pose3d": pose.astype(np.float32), "pose2d": pose2d.astype(np.float32)}
+
+
+TRAIN = make_split(2048)
+VAL = make_split(256, seed=1)
+TINY = dict(width=32, latent=8, batch_size=256, epochs=2, lr=1e-3, progress=False,
+            device="cpu", val_size=256, kld_warmup=1, kld_cycle=2, kld_hold=1,
+            checkpoint_every=1)
+HISTORY_KEYS = {"loss", "proj", "kld", "adv", "d_loss", "d_real", "d_fake", "hinge", "epoch",
+                "beta", "lr", "seconds", "poses", "val_pa_mpjpe", "val_pa_mpjpe_reflect",
+                "val_hist"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks run fastest on one thread; with two, a busy 2-core machine makes the
+    threads wait on each other (an epoch went from 0.1 s to 40 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(tmp_path, name="run", train=TRAIN, **params):
+    cfg = {**TINY, **params}
+    return Trainer(cfg, tmp_path / name, train=train, val=VAL), cfg
+
+
+def without_time(rows):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_synthetic_data_is_consistent():
+    """The helper's 2D is the projection of its 3D (so the tests train on real geometry)."""
+    p3, p2 = TRAIN["pose3d"].astype(np.float64), TRAIN["pose2d"]
+    np.testing.assert_allclose(p3[..., :2] / p3[..., 2:] * 1150 + 500, p2, atol=1e-3)
+    assert 4000 < p3[..., 2].min() and p3[..., 2].max() < 6000
+
+
+def test_vae_gan_lowers_the_projection_loss(tmp_path):
+    tr, _ = run(tmp_path, batch_size=64, epochs=8, val_every=8, checkpoint_every=8)
+    rows = tr.fit()  # 8 epochs x 32 steps
+    assert len(rows) == 8 and rows[-1]["epoch"] == 8
+    assert rows[-1]["proj"] < 0.5 * rows[0]["proj"]
+    assert all(np.isfinite(r["loss"]) for r in rows)
+    assert 0 < rows[-1]["d_real"] < 1 and 0 < rows[-1]["d_fake"] < 1
+    # the lifted validation poses reproject onto their 2D inputs better than chance
+    with torch.no_grad():
+        tr.lifter.eval()
+        pred = tr.lifter(tr.val_x, sample=False)[0]
+    assert projection_loss(pred, tr.val_x).item() < 0.5 * rows[0]["proj"]
+    assert project(pred).shape == (len(tr.val_x), 16, 2)
+    assert 0 < rows[-1]["val_pa_mpjpe"] < 400  # mm; monitoring only, no accuracy claim
+
+
+def test_supervised_overfits_a_tiny_batch(tmp_path):
+    tiny = {k: v[:64] for k, v in TRAIN.items()}
+    tr, _ = run(tmp_path, train=tiny, mode="supervised", width=64, batch_size=64, epochs=300,
+                flip_p=0.0, lr=3e-3, val_every=1000, checkpoint_every=1000)
+    rows = tr.fit()
+    assert rows[-1]["loss"] < rows[0]["loss"] / 10
+    assert {r["proj"] for r in rows} == {0.0}  # supervised: no projection term
+    # in eval mode (no dropout) the lifter reproduces its 64 training targets
+    with torch.no_grad():
+        tr.lifter.eval()
+        pred = tr.lifter(tr.x)[0]
+    assert torch.nn.functional.mse_loss(pred, tr.y).item() < rows[0]["loss"] / 10
+
+
+@pytest.mark.parametrize(("every", "stop"), [(1, 2), (2, 3), (3, 2)])
+def test_resume_equals_uninterrupted(tmp_path, every, stop):
+    """4 epochs straight == `stop` epochs, a new Trainer, resume to 4 (parameters bit for
+    bit). With checkpoints every 2 epochs and a stop after 3, the resumed run restarts from
+    epoch 2 and drops the history line of epoch 3; with checkpoints every 3 and a stop after
+    2 there is no checkpoint yet and it starts over."""
+    cfg = {**TINY, "epochs": 4, "checkpoint_every": every, "batch_size": 512}
+    a = Trainer(cfg, tmp_path / "a", train=TRAIN, val=VAL)
+    a.fit()
+    b = Trainer(cfg, tmp_path / "b", train=TRAIN, val=VAL)
+    assert len(b.fit(stop_after=stop)) == stop
+    assert len(read_history(tmp_path / "b")) == stop
+    assert not (tmp_path / "b" / "done").exists()
+    b2 = Trainer(cfg, tmp_path / "b", train=TRAIN, val=VAL)
+    resumed = b2.fit(resume=True)
+    assert [r["epoch"] for r in resumed] == list(range(stop // every * every + 1, 5))
+    assert b2.epoch == 4 and (tmp_path / "b" / "done").is_file()
+    for name in ("lifter", "disc"):
+        sa, sb = getattr(a, name).state_dict(), getattr(b2, name).state_dict()
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            assert torch.equal(sa[key], sb[key]), (name, key)
+    ha, hb = read_history(tmp_path / "a"), read_history(tmp_path / "b")
+    assert [r["epoch"] for r in hb] == [1, 2, 3, 4]
+    assert without_time(ha) == without_time(hb)
+
+
+def test_resume_without_checkpoint_starts_over(tmp_path):
+    tr, cfg = run(tmp_path, epochs=1)
+    rows = tr.fit(resume=True)  # nothing to resume from: a fresh run
+    assert len(rows) == 1 and tr.epoch == 1
+
+
+def test_same_seed_same_numbers_other_seed_differs(tmp_path):
+    h = [run(tmp_path, f"r{i}", seed=s)[0].fit() for i, s in enumerate((7, 7, 8))]
+    assert without_time(h[0]) == without_time(h[1])
+    assert h[0][0]["loss"] != h[2][0]["loss"]
+
+
+@pytest.mark.parametrize("mode", ["vae_gan", "vae", "det_gan", "supervised"])
+def test_each_mode_runs_and_writes_its_run_folder(tmp_path, mode):
+    tr, cfg = run(tmp_path, mode=mode, epochs=1, p_miss=0.2, lambda_hinge=0.1)
+    rows = tr.fit()
+    out = tmp_path / "run"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.pt", "config.yaml", "done", "history.jsonl"]
+    hist = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert hist == json.loads(json.dumps(rows)) and len(hist) == 1
+    assert set(hist[0]) == HISTORY_KEYS
+    row = hist[0]
+    assert row["epoch"] == 1 and row["poses"] == 2048 and row["lr"] == 1e-3
+    assert len(row["val_hist"]) == 60 and sum(row["val_hist"]) == len(VAL["pose3d"])
+    assert 0 < row["val_pa_mpjpe"] and row["val_pa_mpjpe_reflect"] <= row["val_pa_mpjpe"] + 1e-6
+    has_disc = mode in ("vae_gan", "det_gan")
+    assert (row["adv"] > 0) == has_disc and (row["d_loss"] > 0) == has_disc
+    assert (row["kld"] > 0) == (mode in ("vae_gan", "vae"))
+    assert (row["hinge"] != 0) == (mode != "supervised")
+    assert (row["proj"] > 0) == (mode != "supervised")
+    assert yaml.safe_load((out / "config.yaml").read_text()) == make_config(cfg)
+    assert (out / "done").read_text().strip() == "1"
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ckpt["epoch"] == 1 and (ckpt["disc"] is None) != has_disc
+
+
+def test_load_run_and_is_finished(tmp_path):
+    tr, cfg = run(tmp_path, epochs=1)
+    out = tmp_path / "run"
+    assert not is_finished(out, cfg)
+    tr.fit()
+    assert is_finished(out, cfg)
+    assert not is_finished(out, {**cfg, "lr": 2e-3})
+    assert not is_finished(out, {**cfg, "epochs": 2})
+    assert not is_finished(tmp_path / "elsewhere", cfg)
+    lifter, norm, saved = load_run(out, device="cpu")
+    assert not lifter.training and not any(m.training for m in lifter.modules())
+    assert saved == make_config(cfg) and norm == tr.norm
+    with torch.no_grad():
+        pred = lifter(tr.val_x, sample=False)[0]
+    torch.testing.assert_close(norm.to_mm(pred), tr.predict(tr.val_x))
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_run(tmp_path / "elsewhere")
+    # a finished run resumed does nothing more
+    again = Trainer(cfg, out, train=TRAIN, val=VAL)
+    assert again.fit(resume=True) == [] and again.epoch == 1
+
+
+def test_bad_parameters_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['widht'\]; valid keys: .*"
+                                          r"'width'"):
+        make_config({"widht": 64})
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        make_config({}, {"epoch": 3})
+    for key, value in (("batch_size", -1), ("epochs", 0), ("width", 2.5), ("latent", "8")):
+        with pytest.raises(ConfigError, match=f"{key} must be a positive integer"):
+            make_config({key: value})
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        make_config({"mode": "gan"})
+    with pytest.raises(ConfigError, match="p_miss and flip_p"):
+        make_config({"p_miss": 1.5})
+    with pytest.raises(ConfigError, match="lr must be positive"):
+        make_config({"lr": 0})
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        Trainer({"nope": 1}, tmp_path, train=TRAIN, val=VAL)
+    assert make_config() == DEFAULTS and make_config() is not DEFAULTS
+    assert parse_overrides(["lr=0.001", "source=null", "bf16=true", "mode=vae"]) == {
+        "lr": 1e-3, "source": None, "bf16": True, "mode": "vae"}
+    with pytest.raises(ConfigError, match="not key=value"):
+        parse_overrides(["lr"])
+    # YAML reads 1e-3 (no dot) as a string: numeric parameters accept it
+    assert parse_overrides(["lr=1e-3"]) == {"lr": "1e-3"}
+    cfg = make_config({"lr": "2e-4"}, parse_overrides(["lambda_kld=1e-3"]))
+    assert cfg["lr"] == 2e-4 and cfg["lambda_kld"] == 1e-3
+    with pytest.raises(ConfigError, match="lr must be a number, got 'fast'"):
+        make_config({"lr": "fast"})
+
+
+def test_param_files(tmp_path):
+    for name in ("quick", "default", "thesis", "h36m"):
+        make_config(load_params(REPO / "params" / f"{name}.yaml"))  # all valid
+    with pytest.raises(ConfigError, match="nope.yaml: parameter file not found"):
+        load_params(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("width: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_params(tmp_path / "bad.yaml")
+    (tmp_path / "sci.yaml").write_text("lr: 2e-4\nepochs: 3\n")
+    assert make_config(load_params(tmp_path / "sci.yaml"))["lr"] == 2e-4
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="list.yaml: expected a mapping"):
+        load_params(tmp_path / "list.yaml")
+
+
+def test_cli_errors_exit_with_a_message(tmp_path, monkeypatch):
+    monkeypatch.delenv("HPE_DATA", raising=False)
+    argv = ["--params", str(REPO / "params" / "quick.yaml"), "--out", str(tmp_path / "run"),
+            "cache=/nonexistent", "source=/nonexistent"]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert isinstance(e.value.code, str)  # exit status 1, the message on stderr
+    assert e.value.code.startswith("error: ") and "/nonexistent" in e.value.code
+    assert "not found" in e.value.code
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["--params", str(tmp_path / "missing.yaml")])
+    assert e.value.code == f"error: {tmp_path / 'missing.yaml'}: parameter file not found"
+    with pytest.raises(SystemExit) as e:
+        main(["--params", str(REPO / "params" / "quick.yaml"), "bogus=1"])
+    assert "unknown parameter(s) ['bogus']" in e.value.code
