@@ -94,6 +94,17 @@ def validate_split(split: dict, source: str = "split") -> dict:
     return split
 
 
+def subset(split: dict, n: int | None, seed: int = 0) -> dict:
+    """A reproducible random subset of ``n`` poses of a split, in their original order
+    (the whole split if ``n`` is None, 0 or at least its size). Same seed, same poses."""
+    total = len(split["pose3d"])
+    if not n or n >= total:
+        return split
+    idx = np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
+    return {k: (v[idx] if v.ndim and len(v) == total and not k.endswith("_names") else v)
+            for k, v in split.items()}
+
+
 def save_split(path: str | os.PathLike, split: dict) -> Path:
     """Validate, cast to the documented dtypes and write atomically."""
     validate_split(split, str(path))

@@ -34,15 +34,6 @@ def test_split(cfg: dict, split: str) -> dict:
     return D.load_split(folder / f"{split}.npz")
 
 
-def take_subset(split: dict, n: int | None, seed: int = 0) -> dict:
-    """Every pose, or a fixed random subset of ``n`` of them (same seed, same poses)."""
-    total = len(split["pose3d"])
-    if not n or n >= total:
-        return split
-    idx = np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
-    return {k: (v[idx] if k in D.SPLIT_KEYS else v) for k, v in split.items()}
-
-
 @torch.no_grad()
 def predict(lifter, norm: Normalizer, x: torch.Tensor, batch: int = 65536) -> torch.Tensor:
     """Single hypothesis (mean latent code): (N, 17, 3), root at the origin."""
@@ -82,7 +73,7 @@ def predictions(run, split: str, size: int | None = None, device: str = "auto") 
     normalised inputs ``x``, root-relative ground truth ``gt`` and ``pred`` (mm tensors)."""
     lifter, norm, cfg = load_run(run, device)
     dev = next(lifter.parameters()).device
-    s = take_subset(test_split(cfg, split), size)
+    s = D.subset(test_split(cfg, split), size)
     x = torch.as_tensor(norm.pose2d(s["pose2d"]), device=dev)
     gt = torch.as_tensor(s["pose3d"] - s["pose3d"][:, :1], device=dev)
     return {"lifter": lifter, "norm": norm, "split": s, "x": x, "gt": gt,
@@ -95,7 +86,7 @@ def evaluate_run(run, split: str, ks=(1, 5, 10, 20, 50), missing=(0, 1, 2),
     """All the numbers of one run on one split, as a JSON-ready dict."""
     lifter, norm, cfg = load_run(run, device)
     dev = next(lifter.parameters()).device
-    s = take_subset(split_data if split_data is not None else test_split(cfg, split), size)
+    s = D.subset(split_data if split_data is not None else test_split(cfg, split), size)
     x = torch.as_tensor(norm.pose2d(s["pose2d"]), device=dev)
     gt = torch.as_tensor(s["pose3d"] - s["pose3d"][:, :1], device=dev)
     pred = predict(lifter, norm, x)

@@ -18,13 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from tqdm.auto import tqdm
 
 from . import data as D
-from .geometry import Normalizer, apply_mask, random_flip, random_missing_mask
+from .geometry import Normalizer, apply_mask, flip, random_flip, random_missing_mask
 from .losses import (
     beta_schedule,
     discriminator_loss,
@@ -167,16 +166,6 @@ def load_splits(cfg: dict) -> tuple[dict, dict]:
     raise ConfigError(f"dataset must be 'bnmd17' or 'h36m', got {cfg['dataset']!r}")
 
 
-def subset(split: dict, n: int | None, seed: int) -> dict:
-    """A reproducible random subset of ``n`` poses (all of them if n is None or too large)."""
-    total = len(split["pose3d"])
-    if n is None or n >= total:
-        return split
-    idx = np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
-    return {k: (v[idx] if v.ndim and len(v) == total and not k.endswith("_names") else v)
-            for k, v in split.items()}
-
-
 # --------------------------------------------------------------------------------------
 # the trainer
 # --------------------------------------------------------------------------------------
@@ -194,8 +183,8 @@ class Trainer:
         self.gen = torch.Generator(self.device).manual_seed(cfg["seed"])
         if train is None:
             train, val = load_splits(cfg)
-        train = subset(train, cfg["train_size"], cfg["seed"])
-        val = subset(val, cfg["val_size"], cfg["seed"] + 1)
+        train = D.subset(train, cfg["train_size"], cfg["seed"])
+        val = D.subset(val, cfg["val_size"], cfg["seed"] + 1)
         self.norm = Normalizer.fit(train, cfg["scale_mode"])
         dev = self.device
         self.x = torch.as_tensor(self.norm.pose2d(train["pose2d"]), device=dev)
@@ -323,8 +312,6 @@ class Trainer:
 
     def _flip_pair(self, x, y):
         """Flip 2D inputs and their 3D targets together (supervised mode)."""
-        from .geometry import flip
-
         coin = torch.rand(len(x), 1, device=x.device, generator=self.gen) < self.cfg["flip_p"]
         return torch.where(coin, flip(x, 2), x), torch.where(coin, flip(y, 3), y)
 
