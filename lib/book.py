@@ -178,7 +178,8 @@ def main(argv=None) -> None:
             raise SystemExit("error: jupyter-book build failed (see the messages above)")
         print(f"book: {BUILD / 'html' / 'index.html'}")
     timings["total"] = round(time.perf_counter() - t0, 1)
-    (BUILD / f"timings-{profile}.json").write_text(json.dumps(timings, indent=1))
+    suffix = "-partial" if args.only else ""  # keep the full build's timings
+    (BUILD / f"timings-{profile}{suffix}.json").write_text(json.dumps(timings, indent=1))
     print(json.dumps(timings))
 
 
