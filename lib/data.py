@@ -152,22 +152,21 @@ HOW_TO_GET = (
 
 
 def find_source(source: str | os.PathLike | None = None) -> Path:
-    """The dataset folder or archive: explicit argument, then $HPE_DATA, then the defaults."""
-    tried = []
+    """The dataset folder or archive: the explicit argument if given, else $HPE_DATA if set,
+    else the first default that exists. A path that was asked for but does not exist is an
+    error (never silently replaced by another dataset)."""
     for label, cand in (("argument", source), ("$HPE_DATA", os.environ.get("HPE_DATA"))):
         if cand:
             path = Path(cand).expanduser()
             if path.exists():
                 return path
-            tried.append(f"{path} ({label}: does not exist)")
-    if source or os.environ.get("HPE_DATA"):
-        raise DataError("Bandai-Namco data not found; looked at " + ", ".join(tried)
-                        + ". " + HOW_TO_GET)
+            raise DataError(f"Bandai-Namco data not found; looked at {path} ({label}: "
+                            "does not exist). " + HOW_TO_GET)
     for path in DEFAULT_SOURCES:
         if path.exists():
             return path
-        tried.append(str(path))
-    raise DataError("Bandai-Namco data not found; looked at " + ", ".join(tried)
+    raise DataError("Bandai-Namco data not found; looked at "
+                    + ", ".join(str(p) for p in DEFAULT_SOURCES)
                     + " (no argument given and HPE_DATA unset). " + HOW_TO_GET)
 
 
@@ -348,10 +347,14 @@ def bnmd17(source=None, cache=None, frame_step: int = 4, rig: Rig | None = None,
     try:
         source = find_source(source)
     except DataError:
-        prebuilt = cached_build(find_cache(cache), settings)
+        # nothing asked for and no default present: a cache copied here without its source
+        # (e.g. onto a GPU machine) still serves if it was built with the same settings
+        prebuilt = None
+        if not source and not os.environ.get("HPE_DATA"):
+            prebuilt = cached_build(find_cache(cache), settings)
         if prebuilt is None:
             raise
-        return prebuilt  # a cache copied here without its source (e.g. onto a GPU machine)
+        return prebuilt
     key = hashlib.sha1(json.dumps([source_fingerprint(source), settings], sort_keys=True,
                                   default=str).encode()).hexdigest()[:12]
     out = find_cache(cache) / f"bnmd17-{key}"

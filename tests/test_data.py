@@ -234,7 +234,7 @@ def test_archive_gives_identical_arrays(built, tmp_path):
             assert np.array_equal(again[key], split[key]), (name, key)
 
 
-def test_cache_reuse_and_rebuild(tmp_path):
+def test_cache_reuse_and_rebuild(tmp_path, monkeypatch):
     source = write_dataset(tmp_path, dict.fromkeys(
         ("dataset-2_walk_normal_001", "dataset-2_walk_elderly_001", "dataset-1_bow_happy_001")))
     cache = tmp_path / "cache"
@@ -260,12 +260,16 @@ def test_cache_reuse_and_rebuild(tmp_path):
     assert third not in (out, other)
     assert len(load_split(third / "train.npz")["take_names"]) == 2
 
-    # without the source, a cache built with the same settings still serves (e.g. a cache
-    # copied onto another machine); with other settings it is an error
-    missing = tmp_path / "gone"
-    assert bnmd17(source=missing, cache=cache, frame_step=3, progress=False) == other
+    # with no source anywhere, a cache built with the same settings still serves (e.g. a
+    # cache copied onto another machine); with other settings it is an error
+    monkeypatch.delenv("HPE_DATA", raising=False)
+    monkeypatch.setattr("lib.data.DEFAULT_SOURCES", (tmp_path / "gone",))
+    assert bnmd17(cache=cache, frame_step=3, progress=False) == other
     with pytest.raises(DataError, match="gone"):
-        bnmd17(source=missing, cache=cache, frame_step=5, progress=False)
+        bnmd17(cache=cache, frame_step=5, progress=False)
+    # but a source that was asked for and is missing is an error, never a silent fallback
+    with pytest.raises(DataError, match="argument: does not exist"):
+        bnmd17(source=tmp_path / "typo", cache=cache, frame_step=3, progress=False)
 
 
 def test_truncated_bvh_names_the_file_and_leaves_nothing(tmp_path):
