@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from .data import REPO
-from .train import Trainer, is_finished, load_params, make_config
+from .train import RUNTIME_KEYS, Trainer, is_finished, load_params, make_config
 
 # The models every chapter draws on: name -> parameter overrides on top of the profile.
 MODELS = {
@@ -74,15 +74,15 @@ def ensure_run(profile: str, model: str, **overrides) -> Path:
 
 
 def _same_config(out: Path, cfg: dict) -> bool:
+    """True if the run folder's saved configuration matches ``cfg`` up to runtime keys."""
     import yaml
 
     saved = out / "config.yaml"
     if not saved.is_file():
         return False
     old = yaml.safe_load(saved.read_text())
-    ignore = {"progress", "device", "compile", "bf16"}
-    return {k: v for k, v in old.items() if k not in ignore} == {
-        k: v for k, v in cfg.items() if k not in ignore}
+    return {k: v for k, v in old.items() if k not in RUNTIME_KEYS} == {
+        k: v for k, v in cfg.items() if k not in RUNTIME_KEYS}
 
 
 TEST_SPLITS = ("test_unseen_styles", "test_unseen_motions")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,13 +22,13 @@ from . import data as D
 from .geometry import Normalizer, apply_mask, missing_mask
 from .metrics import best_of_k, pa_mpjpe, summarize
 from .priors import backward_knee_rate
-from .train import load_run
+from .train import h36m_folder, load_run
 
 
 def test_split(cfg: dict, split: str) -> dict:
     """The named test split of the run's dataset."""
-    if cfg["dataset"] == "h36m":
-        return D.load_split(Path(cfg["h36m_dir"]) / f"{split}.npz")
+    if cfg["dataset"] == "h36m":  # one test split (S9, S11), whatever the BNMD-17 name asked
+        return D.load_split(h36m_folder(cfg) / "test.npz")
     folder = D.bnmd17(cfg["source"], cfg["cache"], cfg["frame_step"], progress=False)
     return D.load_split(folder / f"{split}.npz")
 

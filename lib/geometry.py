@@ -24,6 +24,16 @@ from .skeleton import FLIP, LIMB_JOINTS, SCALE_CHAIN
 C = 10.0  # projection distance
 FLIP16 = torch.as_tensor(FLIP[1:] - 1)  # left/right swap on the 16 non-root joints
 LIMB16 = torch.as_tensor(LIMB_JOINTS) - 1
+_ON_DEVICE: dict = {}
+
+
+def on_device(t: torch.Tensor, device) -> torch.Tensor:
+    """A constant index tensor on ``device``, copied there once: a host-to-device copy
+    inside the training step would synchronise the GPU with the host at every step."""
+    key = (id(t), str(device))
+    if key not in _ON_DEVICE:
+        _ON_DEVICE[key] = t.to(device)
+    return _ON_DEVICE[key]
 
 
 def chain_length(pose: np.ndarray) -> np.ndarray:
@@ -81,7 +91,7 @@ class Normalizer:
 
 def flip(pose: torch.Tensor, dims: int) -> torch.Tensor:
     """Mirror a batch of flat network poses (B, 16*dims): negate x, swap left and right."""
-    joints = pose.reshape(len(pose), 16, dims)[:, FLIP16.to(pose.device)]
+    joints = pose.reshape(len(pose), 16, dims)[:, on_device(FLIP16, pose.device)]
     sign = torch.ones(dims, device=pose.device, dtype=pose.dtype)
     sign[0] = -1
     return (joints * sign).reshape(len(pose), -1)
@@ -103,7 +113,7 @@ def missing_mask(batch: int, n_missing: int, device=None,
     if n_missing <= 0:
         return mask
     scores = torch.rand(batch, len(LIMB16), device=device, generator=generator)
-    drop = LIMB16.to(device)[scores.topk(n_missing, dim=1).indices]
+    drop = on_device(LIMB16, device)[scores.topk(n_missing, dim=1).indices]
     return mask.scatter(1, drop, 0.0)
 
 

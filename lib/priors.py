@@ -23,9 +23,11 @@ R_HIP, R_KNEE, R_ANKLE, L_HIP, L_KNEE, L_ANKLE = 0, 1, 2, 3, 4, 5
 def facing(pose: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:
     """Unit facing direction (B, 3): (l_hip - r_hip) x up, up = -y (camera y points down)."""
     p = as_joints(pose, 3)
-    if up is None:
-        up = p.new_tensor([0.0, -1.0, 0.0])
-    f = torch.linalg.cross(p[:, L_HIP] - p[:, R_HIP], up.expand_as(p[:, L_HIP]))
+    d = p[:, L_HIP] - p[:, R_HIP]
+    if up is None:  # d x (0, -1, 0) written out: no constant tensor to copy to the device
+        f = torch.stack([d[:, 2], torch.zeros_like(d[:, 0]), -d[:, 0]], -1)
+    else:
+        f = torch.linalg.cross(d, up.to(d).expand_as(d))
     return f / f.norm(dim=-1, keepdim=True).clamp_min(1e-6)
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -97,6 +98,11 @@ DEFAULTS = {
 }
 
 
+# keys that may change between a checkpoint and its resumption (how, not what, is trained)
+RUNTIME_KEYS = frozenset({"device", "compile", "bf16", "tf32", "progress", "epochs",
+                          "checkpoint_every", "val_every"})
+
+
 class ConfigError(ValueError):
     """A parameter is unknown or has an invalid value."""
 
@@ -152,6 +158,13 @@ def pick_device(name: str) -> torch.device:
 # --------------------------------------------------------------------------------------
 
 
+def h36m_folder(cfg: dict) -> Path:
+    """The Human3.6M cache folder of a configuration; a relative path is taken from the
+    repository root, so notebooks (run from book/) and the shell agree."""
+    folder = Path(cfg["h36m_dir"]).expanduser()
+    return folder if folder.is_absolute() else D.REPO / folder
+
+
 def load_splits(cfg: dict) -> tuple[dict, dict]:
     """(training split, validation split) as dicts of numpy arrays."""
     if cfg["dataset"] == "bnmd17":
@@ -161,7 +174,7 @@ def load_splits(cfg: dict) -> tuple[dict, dict]:
     if cfg["dataset"] == "h36m":
         if not cfg["h36m_dir"]:
             raise ConfigError("dataset: h36m needs h36m_dir (a folder made by lib.h36m)")
-        folder = Path(cfg["h36m_dir"])
+        folder = h36m_folder(cfg)
         return D.load_split(folder / "train.npz"), D.load_split(folder / "test.npz")
     raise ConfigError(f"dataset must be 'bnmd17' or 'h36m', got {cfg['dataset']!r}")
 
@@ -340,6 +353,7 @@ class Trainer:
             "lifter": self.lifter.state_dict(), "opt": self.opt.state_dict(),
             "disc": self.disc.state_dict() if self.disc is not None else None,
             "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
+            "device_type": self.device.type,
             "rng_cpu": torch.get_rng_state(), "rng_gen": self.gen.get_state(),
             "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
             else None,
@@ -353,16 +367,32 @@ class Trainer:
         return path
 
     def load(self, path: str | os.PathLike) -> None:
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        """Restore a checkpoint of the same configuration (runtime keys may differ).
+
+        Tensors are read onto the CPU and moved by ``load_state_dict`` to where the networks
+        live, so a run checkpointed on one device resumes on another; the random-number
+        streams continue exactly only on the device type that wrote them.
+        """
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        changed = sorted(k for k in set(ckpt["config"]) | set(self.cfg)
+                         if k not in RUNTIME_KEYS and ckpt["config"].get(k) != self.cfg.get(k))
+        if changed:
+            raise ConfigError(f"{path}: written with another configuration (differs in "
+                              f"{changed}); train afresh without --resume")
         self.lifter.load_state_dict(ckpt["lifter"])
         self.opt.load_state_dict(ckpt["opt"])
         if self.disc is not None:
             self.disc.load_state_dict(ckpt["disc"])
             self.opt_d.load_state_dict(ckpt["opt_d"])
         torch.set_rng_state(ckpt["rng_cpu"])
-        self.gen.set_state(ckpt["rng_gen"])
-        if ckpt["rng_cuda"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(ckpt["rng_cuda"], self.device)
+        if ckpt.get("device_type") == self.device.type:
+            self.gen.set_state(ckpt["rng_gen"])
+            if ckpt["rng_cuda"] is not None:
+                torch.cuda.set_rng_state(ckpt["rng_cuda"], self.device)
+        else:
+            warnings.warn(f"{path}: written on {ckpt.get('device_type')}, resumed on "
+                          f"{self.device.type}: the random streams restart from the seed",
+                          stacklevel=2)
         self.epoch = ckpt["epoch"]
 
     # ---- the loop ----------------------------------------------------------------------
@@ -377,8 +407,11 @@ class Trainer:
             self.load(ckpt_path)
             _truncate_history(history_path, self.epoch)
         else:
-            history_path.unlink(missing_ok=True)
-            (self.out / "done").unlink(missing_ok=True)
+            # a fresh run: nothing of an earlier run in this folder may survive to be
+            # resumed or reported under this configuration
+            for stale in (history_path, ckpt_path, self.out / "done",
+                          *self.out.glob("eval-*.json")):
+                stale.unlink(missing_ok=True)
         (self.out / "config.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
         last = c["epochs"] if stop_after is None else min(c["epochs"], self.epoch + stop_after)
         rows = []

@@ -269,3 +269,48 @@ def test_cli_errors_exit_with_a_message(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:
         main(["--params", str(REPO / "params" / "quick.yaml"), "bogus=1"])
     assert "unknown parameter(s) ['bogus']" in e.value.code
+
+
+def test_fresh_run_leaves_nothing_of_an_older_run_to_resume(tmp_path):
+    """A new configuration trained into an old run folder must not later 'resume' from the
+    old run's checkpoint (it used to survive until the new run's first checkpoint)."""
+    old, _ = run(tmp_path, epochs=2, checkpoint_every=1)
+    old.fit()
+    (tmp_path / "run" / "eval-test.json").write_text("{}")
+    new, _ = run(tmp_path, epochs=4, checkpoint_every=4, lr=5e-4)
+    new.fit(stop_after=1)  # interrupted before its first checkpoint
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert not (tmp_path / "run" / "eval-test.json").exists()
+    again, _ = run(tmp_path, epochs=4, checkpoint_every=4, lr=5e-4)
+    again.fit(resume=True)  # nothing to resume: starts at epoch 0
+    assert [r["epoch"] for r in read_history(tmp_path / "run")] == [1, 2, 3, 4]
+
+
+def test_resume_refuses_a_checkpoint_of_another_configuration(tmp_path):
+    first, _ = run(tmp_path, epochs=2, checkpoint_every=1)
+    first.fit()
+    other, _ = run(tmp_path, epochs=3, lr=5e-4)
+    with pytest.raises(ConfigError, match="lr"):
+        other.load(tmp_path / "run" / "checkpoint.pt")
+    longer, _ = run(tmp_path, epochs=3)  # more epochs is a runtime change: allowed
+    longer.load(tmp_path / "run" / "checkpoint.pt")
+    assert longer.epoch == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("mode", ["vae_gan", "supervised"])
+def test_cuda_epoch_never_waits_for_the_host(tmp_path, mode):
+    """Inside an epoch no operation may synchronise the GPU with the host."""
+    tr, _ = run(tmp_path, mode=mode, device="cuda", p_miss=0.5, lambda_hinge=1.0)
+    tr.train_epoch()  # warm-up: first-use copies of constants are allowed
+    beta = torch.tensor(1e-3, device="cuda")
+    idx = torch.arange(64, device="cuda")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            x, y = tr.x[idx], tr.y[idx]
+            if mode == "supervised":
+                x, y = tr._flip_pair(x, y)
+            tr.step_fn(x, y, beta)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
