@@ -29,6 +29,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -281,6 +282,19 @@ def _take_job(args):
     return stem, take_arrays(data, stem, frame_step, rig)
 
 
+def bounded_map(pool, fn, items, window: int):
+    """``pool.map`` in order, with at most ``window`` items in flight: the archive is read
+    only as fast as the workers parse it (``Executor.map`` would queue every take's bytes
+    first), and a broken file stops the build as soon as its turn comes."""
+    pending = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def build_bnmd17(source: Path, out_dir: Path, frame_step: int = 4, rig: Rig | None = None,
                  workers: int | None = None, progress: bool = True) -> dict:
     """Build the three BNMD-17 splits from ``source`` into ``out_dir``; returns a summary."""
@@ -298,7 +312,8 @@ def build_bnmd17(source: Path, out_dir: Path, frame_step: int = 4, rig: Rig | No
     workers = workers or min(2, os.cpu_count() or 1)
     bar = tqdm(desc="BNMD-17 takes", unit="take", disable=not progress)
     with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
-        results = pool.map(_take_job, jobs(), chunksize=4) if pool else map(_take_job, jobs())
+        results = bounded_map(pool, _take_job, jobs(), 4 * workers) if pool else map(
+            _take_job, jobs())
         for stem, arrays in results:
             split, action, style = split_of(stem)
             parts[split].append(arrays)
