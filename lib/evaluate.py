@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from . import data as D
-from .geometry import Normalizer, apply_mask, missing_mask
+from .geometry import apply_mask, missing_mask
 from .metrics import best_of_k, pa_mpjpe, summarize
+from .models import predict
 from .priors import backward_knee_rate
 from .train import h36m_folder, load_run
 
@@ -31,13 +32,6 @@ def test_split(cfg: dict, split: str) -> dict:
         return D.load_split(h36m_folder(cfg) / "test.npz")
     folder = D.bnmd17(cfg["source"], cfg["cache"], cfg["frame_step"], progress=False)
     return D.load_split(folder / f"{split}.npz")
-
-
-@torch.no_grad()
-def predict(lifter, norm: Normalizer, x: torch.Tensor, batch: int = 65536) -> torch.Tensor:
-    """Single hypothesis (mean latent code): (N, 17, 3), root at the origin."""
-    out = [lifter(x[i:i + batch], sample=False)[0].float() for i in range(0, len(x), batch)]
-    return norm.to_mm(torch.cat(out))
 
 
 @torch.no_grad()

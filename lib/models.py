@@ -245,6 +245,15 @@ def build_models(cfg: dict) -> dict[str, nn.Module | None]:
     return {"lifter": lifter, "disc": disc}
 
 
+@torch.no_grad()
+def predict(lifter: nn.Module, norm, x2d: torch.Tensor, batch: int = 65536) -> torch.Tensor:
+    """Single hypothesis (the decoded mean latent code) of every input, in batches, through
+    ``norm.to_mm`` (a :class:`lib.geometry.Normalizer`): (N, 17, 3), root at the origin.
+    Put the lifter in eval mode first."""
+    out = [lifter(x2d[i:i + batch], sample=False)[0].float() for i in range(0, len(x2d), batch)]
+    return norm.to_mm(torch.cat(out))
+
+
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (BatchNorm running statistics are buffers, not counted)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -37,7 +37,7 @@ from .losses import (
     supervised_loss,
 )
 from .metrics import pa_mpjpe
-from .models import MODES, build_models
+from .models import MODES, build_models, predict
 from .priors import hinge_loss
 
 DEFAULTS = {
@@ -328,13 +328,10 @@ class Trainer:
         coin = torch.rand(len(x), 1, device=x.device, generator=self.gen) < self.cfg["flip_p"]
         return torch.where(coin, flip(x, 2), x), torch.where(coin, flip(y, 3), y)
 
-    @torch.no_grad()
     def predict(self, x2d: torch.Tensor, batch: int = 65536) -> torch.Tensor:
         """Single-hypothesis 3D (mean latent), (N, 17, 3) in mm-like units, root at origin."""
         self.lifter.eval()
-        out = [self.lifter(x2d[i:i + batch], sample=False)[0].float()
-               for i in range(0, len(x2d), batch)]
-        return self.norm.to_mm(torch.cat(out))
+        return predict(self.lifter, self.norm, x2d, batch)
 
     def validate(self) -> dict:
         pred = self.predict(self.val_x)
