@@ -43,14 +43,15 @@ def time_fast(tr: Trainer, steps: int) -> float:
     perm = torch.randperm(n, device=tr.device, generator=tr.gen)
     total = torch.zeros(len(tr.STATS), device=tr.device)
     for i in range(3):  # warm-up (and compilation)
-        idx = perm[i * bs:(i + 1) * bs]
-        total += tr.step_fn(tr.x[idx], tr.y[idx], beta)
+        j = i % (n // bs)
+        idx = perm[j * bs:(j + 1) * bs]
+        total += tr.step(tr.x[idx], tr.y[idx], beta)
     _sync(tr.device)
     t0 = time.perf_counter()
     for i in range(steps):
         j = i % (n // bs)
         idx = perm[j * bs:(j + 1) * bs]
-        total += tr.step_fn(tr.x[idx], tr.y[idx], beta)
+        total += tr.step(tr.x[idx], tr.y[idx], beta)
     total.tolist()
     return (time.perf_counter() - t0) / steps
 
@@ -67,7 +68,7 @@ def time_naive(tr: Trainer, steps: int) -> float:
         except StopIteration:
             it = iter(loader)
             continue
-        stats = tr.step_fn(x.to(tr.device), y.to(tr.device), beta)
+        stats = tr.step(x.to(tr.device), y.to(tr.device), beta)
         _ = [s.item() for s in stats]  # what a logging loop written naively does
         done += 1
         if done == 0:

@@ -74,12 +74,11 @@ def predictions(run, split: str, size: int | None = None, device: str = "auto") 
 
 
 def evaluate_run(run, split: str, ks=(1, 5, 10, 20, 50), missing=(0, 1, 2),
-                 size: int | None = None, bh_size: int | None = 5000, device: str = "auto",
-                 split_data: dict | None = None) -> dict:
+                 size: int | None = None, bh_size: int | None = 5000, device: str = "auto") -> dict:
     """All the numbers of one run on one split, as a JSON-ready dict."""
     lifter, norm, cfg = load_run(run, device)
     dev = next(lifter.parameters()).device
-    s = D.subset(split_data if split_data is not None else test_split(cfg, split), size)
+    s = D.subset(test_split(cfg, split), size)
     x = torch.as_tensor(norm.pose2d(s["pose2d"]), device=dev)
     gt = torch.as_tensor(s["pose3d"] - s["pose3d"][:, :1], device=dev)
     pred = predict(lifter, norm, x)

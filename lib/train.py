@@ -220,7 +220,6 @@ class Trainer:
             self.lifter.compile(mode=mode)
             if self.disc is not None:
                 self.disc.compile(mode=mode)
-        self.step_fn = self._step
         self.epoch = 0
 
     # ---- one optimisation step -------------------------------------------------------
@@ -236,7 +235,7 @@ class Trainer:
                                     elev_max_deg=c["elev_max"])
         return project(rotated).flatten(1)
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    def step(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         """One step on a batch; returns the statistics row (see ``STATS``) as a tensor."""
         c, zero = self.cfg, x.new_zeros(())
         if c["mode"] != "supervised":  # (supervised flips inputs and targets together)
@@ -255,8 +254,8 @@ class Trainer:
         # discriminator learns on its detached novel views, then the lifter on the same views
         with self._autocast():
             pose3d, mu, logvar = self.lifter(x_in, sample=True, generator=self.gen)
-            pose3d = pose3d.float()
-            novel = self._novel_views(pose3d) if self.disc is not None else None
+        pose3d = pose3d.float()  # geometry (rotation, projection) stays in float32
+        novel = self._novel_views(pose3d) if self.disc is not None else None
         d_loss = d_real = d_fake = zero
         if self.disc is not None:  # discriminator: real 2D (with noise) against novel views
             real = real_input_noise(x, c["real_noise"], self.gen)
@@ -317,7 +316,7 @@ class Trainer:
             x, y = self.x[idx], self.y[idx]
             if c["flip_p"] > 0 and c["mode"] == "supervised":
                 x, y = self._flip_pair(x, y)
-            total += self.step_fn(x, y, beta)
+            total += self.step(x, y, beta)
         stats = dict(zip(self.STATS, (total / steps).tolist(), strict=True))  # one sync
         stats.update(epoch=self.epoch + 1, beta=float(beta), lr=self.opt.param_groups[0]["lr"],
                      seconds=round(time.perf_counter() - t0, 3), poses=steps * bs)

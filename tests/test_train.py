@@ -311,6 +311,6 @@ def test_cuda_epoch_never_waits_for_the_host(tmp_path, mode):
             x, y = tr.x[idx], tr.y[idx]
             if mode == "supervised":
                 x, y = tr._flip_pair(x, y)
-            tr.step_fn(x, y, beta)
+            tr.step(x, y, beta)
     finally:
         torch.cuda.set_sync_debug_mode("default")
