@@ -17,9 +17,19 @@ import sys
 import time
 from pathlib import Path
 
+from . import data as D
+from .config import load_params, make_config
 from .data import REPO
-from .train import RUNTIME_KEYS, Trainer, is_finished, load_params, make_config
+from .runs import Run
+from .train import Trainer
 
+# "Ours": a deterministic lifter that predicts depth only (x, y come from the input, so it
+# reprojects exactly), judged by the discriminator on random novel views, made consistent
+# across views by lifting each novel view again (Chen et al. 2019), with an EMA of its
+# weights and a cosine learning-rate decay; the EMA weights of the last epoch are the model
+# (no 3D ground truth chooses an epoch, a seed or a setting).
+OURS = {"mode": "det_gan", "depth_only": True, "lambda_cycle": 0.01, "ema": 0.999,
+        "lr_schedule": "cosine"}
 # The models every chapter draws on: name -> parameter overrides on top of the profile.
 MODELS = {
     "vae_gan": {},  # the thesis's method
@@ -27,7 +37,8 @@ MODELS = {
     "det_gan": {"mode": "det_gan"},  # deterministic lifter + discriminator
     "supervised": {"mode": "supervised"},  # Martinez et al. style, 3D supervision
     "vae_gan_pmiss": {"p_miss": 0.5},  # trained with missing joints
-    "vae_gan_mirror": {"lambda_hinge": 1.0},  # ours, mirror-aware (knee-hinge prior)
+    "vae_gan_mirror": {"lambda_hinge": 1.0},  # mirror-aware (knee-hinge prior)
+    "ours": OURS,  # the unsupervised lifter that works (issue 12), see OURS
 }
 LABELS = {
     "vae_gan": "VAE-GAN (thesis)",
@@ -35,7 +46,8 @@ LABELS = {
     "det_gan": "Deterministic lifter + discriminator",
     "supervised": "Supervised lifter (3D labels)",
     "vae_gan_pmiss": "VAE-GAN trained with missing joints",
-    "vae_gan_mirror": "VAE-GAN + knee-hinge prior (ours, mirror-aware)",
+    "vae_gan_mirror": "VAE-GAN + knee-hinge prior (mirror-aware)",
+    "ours": "Ours: depth lifter + discriminator + cycle consistency",
 }
 CHAPTERS = ("data", "training", "results", "best_hypothesis", "missing_joints",
             "latent_space", "mirror", "conclusions")
@@ -50,77 +62,73 @@ def params_path(profile: str) -> Path:
     return path
 
 
-def run_dir(profile: str, model: str) -> Path:
-    return REPO / "runs" / profile / model
+def run_dir(profile: str, model: str, seed: int = 0) -> Path:
+    """``runs/<profile>/<model>`` for seed 0 (the book's run), ``<model>-seed<k>`` else."""
+    return REPO / "runs" / profile / (model if seed == 0 else f"{model}-seed{seed}")
 
 
-def model_config(profile: str, model: str, **overrides) -> dict:
-    """The full training configuration of ``model`` under ``profile``."""
+def model_config(profile: str, model: str, seed: int = 0, **overrides) -> dict:
+    """The full training configuration of ``model`` under ``profile`` with this seed."""
     if model not in MODELS:
         raise KeyError(f"unknown model {model!r}; known: {sorted(MODELS)}")
-    return make_config(load_params(params_path(profile)), {**MODELS[model], **overrides})
+    params = load_params(params_path(profile))
+    seeded = {"seed": params.get("seed", 0) + seed} if seed else {}
+    return make_config(params, {**MODELS[model], **seeded, **overrides})
 
 
-def ensure_run(profile: str, model: str, **overrides) -> Path:
+def ensure_run(profile: str, model: str, seed: int = 0, **overrides) -> Path:
     """Train ``model`` under ``profile`` unless a finished run with that configuration
     exists; an interrupted run resumes from its last checkpoint. Returns the run folder."""
-    cfg = model_config(profile, model, **overrides)
-    out = run_dir(profile, model)
-    if is_finished(out, cfg):
-        return out
-    resume = (out / "checkpoint.pt").is_file() and _same_config(out, cfg)
-    Trainer(cfg, out).fit(resume=resume)
-    return out
+    cfg = model_config(profile, model, seed, **overrides)
+    run = Run(run_dir(profile, model, seed))
+    if run.finished(cfg):
+        return run.path
+    Trainer(cfg, run.path).fit(resume=run.checkpoint.is_file() and run.matches(cfg))
+    return run.path
 
 
-def _same_config(out: Path, cfg: dict) -> bool:
-    """True if the run folder's saved configuration matches ``cfg`` up to runtime keys."""
-    import yaml
-
-    saved = out / "config.yaml"
-    if not saved.is_file():
-        return False
-    old = yaml.safe_load(saved.read_text())
-    return {k: v for k, v in old.items() if k not in RUNTIME_KEYS} == {
-        k: v for k, v in cfg.items() if k not in RUNTIME_KEYS}
+def test_splits(profile: str) -> tuple[str, ...]:
+    """The test splits of the profile's dataset (BNMD-17's two, or Human3.6M's one)."""
+    return D.test_splits(make_config(load_params(params_path(profile))))
 
 
-TEST_SPLITS = ("test_unseen_styles", "test_unseen_motions")
-
-
-def evaluations(profile: str, models=tuple(MODELS), splits=TEST_SPLITS) -> dict:
+def evaluations(profile: str, models=tuple(MODELS), splits=None) -> dict:
     """{(model, split): lib.evaluate result} for single-hypothesis metrics, cached in each
     run folder as ``eval-<split>.json`` and recomputed when the checkpoint is newer."""
+    return {(model, split): evaluation(profile, model, split)
+            for model in models for split in splits or test_splits(profile)}
+
+
+def evaluation(profile: str, model: str, split: str, seed: int = 0) -> dict:
+    """Single-hypothesis metrics of one run on one split (trained first if needed), cached
+    in the run folder as ``eval-<split>.json`` and recomputed when the checkpoint is newer."""
     from .evaluate import evaluate_run
 
-    out = {}
-    for model in models:
-        run = ensure_run(profile, model)
-        for split in splits:
-            path = run / f"eval-{split}.json"
-            if path.is_file() and path.stat().st_mtime >= (run / "checkpoint.pt").stat().st_mtime:
-                res = json.loads(path.read_text())
-            else:
-                res = evaluate_run(run, split, ks=(), missing=())
-                path.write_text(json.dumps(res))
-            out[model, split] = res
-    return out
+    run = ensure_run(profile, model, seed)
+    path = run / f"eval-{split}.json"
+    if path.is_file() and path.stat().st_mtime >= (run / "checkpoint.pt").stat().st_mtime:
+        return json.loads(path.read_text())
+    res = evaluate_run(run, split, ks=(), missing=())
+    path.write_text(json.dumps(res))
+    return res
 
 
 METRICS = {"pa_mpjpe": "PA-MPJPE", "pa_mpjpe_reflect": "PA-MPJPE refl.", "n_mpjpe": "N-MPJPE",
            "pck150": "PCK@150", "auc": "AUC", "mirrored_rate": "mirrored %"}
 
 
-def table(rows: dict, metrics=METRICS, splits=TEST_SPLITS, digits: int = 1):
-    """DataFrame of ``{row label: {split: result dict}}``: one column per (split, metric)."""
+def table(rows: dict, metrics=METRICS, splits=None, digits: int = 1):
+    """DataFrame of ``{row label: {split: result dict}}``: one column per (split, metric);
+    the splits are those of the first row unless given."""
     import pandas as pd
 
+    splits = splits or list(next(iter(rows.values())))
     data = {label: {(split, name): res[split].get(key) for split in splits if split in res
                     for key, name in metrics.items()} for label, res in rows.items()}
     return pd.DataFrame.from_dict(data, orient="index").round(digits)
 
 
-def execute(chapter: str, profile: str, out_dir: Path) -> Path:
+def execute(chapter: str, profile: str, out_dir: Path, **params) -> Path:
     """Run one chapter with papermill; a failing cell stops with notebook and cell named."""
     import papermill as pm
 
@@ -128,8 +136,8 @@ def execute(chapter: str, profile: str, out_dir: Path) -> Path:
     dst = out_dir / "book" / f"{chapter}.ipynb"
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
-        pm.execute_notebook(src, dst, parameters={"profile": profile}, cwd=str(REPO / "book"),
-                            progress_bar=False, kernel_name="python3")
+        pm.execute_notebook(src, dst, parameters={"profile": profile, **params},
+                            cwd=str(REPO / "book"), progress_bar=False, kernel_name="python3")
     except pm.PapermillExecutionError as e:
         raise SystemExit(f"error: {src.name}, cell {e.exec_count}: {e.ename}: {e.evalue}\n"
                          f"(executed copy with the traceback: {dst})") from None
@@ -150,6 +158,8 @@ def main(argv=None) -> None:
     p.add_argument("--params", default="params/default.yaml", help="profile file")
     p.add_argument("--only", nargs="*", choices=CHAPTERS, help="execute only these chapters")
     p.add_argument("--no-html", action="store_true", help="execute, but skip the HTML build")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="seeds per model in the results chapter's seed study (default 3)")
     args = p.parse_args(argv)
     profile = Path(args.params).stem
     params_path(profile)
@@ -165,7 +175,8 @@ def main(argv=None) -> None:
     for chapter in args.only or CHAPTERS:
         t = time.perf_counter()
         print(f"executing {chapter}.ipynb", flush=True)
-        execute(chapter, profile, staged)
+        execute(chapter, profile, staged,
+                **({"seeds": args.seeds} if chapter == "results" else {}))
         timings[chapter] = round(time.perf_counter() - t, 1)
     if not args.no_html:
         stage(staged)

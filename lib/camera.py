@@ -11,14 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 
 # Pinhole intrinsics of the four Human3.6M cameras (public calibration, lens distortion
-# ignored), as focal (fx, fy) and principal point (cx, cy) in pixels of a 1000 x 1000 image.
+# ignored): focal (fx, fy) and principal point (cx, cy) in pixels, and the image size (w, h).
 H36M_CAMERAS = {
-    "54138969": {"f": (1145.05, 1143.78), "c": (512.54, 515.45)},
-    "55011271": {"f": (1149.68, 1147.59), "c": (508.85, 508.06)},
-    "58860488": {"f": (1149.14, 1148.80), "c": (519.82, 501.40)},
-    "60457274": {"f": (1145.51, 1144.77), "c": (514.97, 501.88)},
+    "54138969": {"f": (1145.05, 1143.78), "c": (512.54, 515.45), "size": (1000, 1002)},
+    "55011271": {"f": (1149.68, 1147.59), "c": (508.85, 508.06), "size": (1000, 1000)},
+    "58860488": {"f": (1149.14, 1148.80), "c": (519.82, 501.40), "size": (1000, 1000)},
+    "60457274": {"f": (1145.51, 1144.77), "c": (514.97, 501.88), "size": (1000, 1002)},
 }
-IMAGE_SIZE = (1000, 1000)
 
 
 @dataclass(frozen=True)

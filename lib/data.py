@@ -411,11 +411,44 @@ def cached_build(cache: Path, settings: dict) -> Path | None:
     return max(found)[1] if found else None
 
 
-def load_bnmd17(split: str, source=None, cache=None, frame_step: int = 4) -> dict:
-    """One BNMD-17 split as a dict of arrays (building the cache first if needed)."""
-    if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}; choose one of {SPLITS}")
-    return load_split(bnmd17(source, cache, frame_step) / f"{split}.npz")
+# --------------------------------------------------------------------------------------
+# the one way in: a run configuration and a split name -> the split's arrays
+# --------------------------------------------------------------------------------------
+
+H36M_SPLITS = ("train", "test")
+
+
+def test_splits(cfg: dict) -> tuple[str, ...]:
+    """The test split names of the configuration's dataset."""
+    return SPLITS[1:] if cfg["dataset"] == "bnmd17" else H36M_SPLITS[1:]
+
+
+def h36m_folder(cfg: dict) -> Path:
+    """The Human3.6M cache folder of a configuration (made by ``python -m lib.h36m``); a
+    relative path is taken from the repository root, so notebooks and the shell agree."""
+    if not cfg.get("h36m_dir"):
+        raise DataError("dataset: h36m needs h36m_dir (a folder made by python -m lib.h36m)")
+    folder = Path(cfg["h36m_dir"]).expanduser()
+    return folder if folder.is_absolute() else REPO / folder
+
+
+def load(cfg: dict, split: str, progress: bool = False) -> dict:
+    """One split of the configuration's dataset (``cfg["dataset"]``: BNMD-17, built and
+    cached on first use, or a Human3.6M cache folder) as a dict of arrays.
+
+    The trainer, the evaluation, the studies and the notebooks all read data through here.
+    """
+    if cfg["dataset"] == "bnmd17":
+        if split not in SPLITS:
+            raise DataError(f"unknown BNMD-17 split {split!r}; choose one of {SPLITS}")
+        folder = bnmd17(cfg.get("source"), cfg.get("cache"), cfg.get("frame_step", 4),
+                        progress=progress)
+        return load_split(folder / f"{split}.npz")
+    if cfg["dataset"] == "h36m":
+        if split not in H36M_SPLITS:
+            raise DataError(f"unknown Human3.6M split {split!r}; choose one of {H36M_SPLITS}")
+        return load_split(h36m_folder(cfg) / f"{split}.npz")
+    raise DataError(f"dataset must be 'bnmd17' or 'h36m', got {cfg['dataset']!r}")
 
 
 def benchmark(source=None, frame_step: int = 4) -> dict:

@@ -1,4 +1,5 @@
-"""Normalisation of poses (DESIGN section 3), flip augmentation and missing-joint masks.
+"""Geometry: centring, the network's projection and rotations, normalisation of poses
+(DESIGN section 3), flip augmentation and missing-joint masks.
 
 Network space: a 2D pose is 16 joints x (x, y) = 32 numbers, the pelvis subtracted and
 dropped, scaled so that the 2D chain head-neck + neck-thorax + thorax-pelvis measures 1/c
@@ -14,6 +15,7 @@ Two scale modes:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -34,6 +36,96 @@ def on_device(t: torch.Tensor, device) -> torch.Tensor:
     if key not in _ON_DEVICE:
         _ON_DEVICE[key] = t.to(device)
     return _ON_DEVICE[key]
+
+
+def center(pose):
+    """Root-relative poses: every joint minus the root (joint 0), (N, J, D) numpy or torch."""
+    return pose - pose[:, :1]
+
+
+# ---- network-space geometry: projection and rotations (used by losses and trainer) --------
+
+
+def as_joints(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """(..., J * dim) -> (..., J, dim); a tensor whose last size is already ``dim`` is
+    returned as it is."""
+    return x if x.shape[-1] == dim else x.unflatten(-1, (-1, dim))
+
+
+def as_flat(x: torch.Tensor) -> torch.Tensor:
+    """(..., J, dim) -> (..., J * dim)."""
+    return x.flatten(-2)
+
+
+def project(pose3d: torch.Tensor, c: float = C) -> torch.Tensor:
+    """Perspective projection of root-relative 3D poses placed at depth ``c``.
+
+    ``(x, y, z) -> (x, y) / (z + c)``: the pose is translated by (0, 0, c) and divided by
+    its depth, with unit focal length, so the root (the origin) projects to (0, 0) like the
+    root-removed 2D input. The depth is clamped to at least ``0.1 * c`` so that a joint at
+    or behind the camera cannot blow the division up (never reached by decoder outputs,
+    whose coordinates are below 1.3 * sqrt(3) < 0.9 * c in size, even after a rotation).
+
+    pose3d: (..., 16, 3) or (..., 48) -> (..., 16, 2).
+    """
+    p = as_joints(pose3d, 3)
+    depth = (p[..., 2:] + c).clamp_min(0.1 * c)
+    return p[..., :2] / depth
+
+
+def rotation_matrices(azim: torch.Tensor, elev: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,) angles in radians -> (B, 3, 3) matrices ``R = R_x(elev) @ R_y(azim)``.
+
+    Right-handed rotations acting on column vectors; about the vertical camera axis y::
+
+        R_y(a) = [[cos a, 0, sin a], [0, 1, 0], [-sin a, 0, cos a]]
+
+    so R_y(90 deg) maps (1, 0, 0) to (0, 0, -1) (x onto -z, z onto +x). ``elev`` tilts the
+    result about the camera x axis, ``R_x(e) = [[1, 0, 0], [0, cos e, -sin e],
+    [0, sin e, cos e]]``.
+    """
+    zero, one = torch.zeros_like(azim), torch.ones_like(azim)
+    ca, sa = torch.cos(azim), torch.sin(azim)
+    r = torch.stack([ca, zero, sa, zero, one, zero, -sa, zero, ca], -1).unflatten(-1, (3, 3))
+    if elev is not None:
+        ce, se = torch.cos(elev), torch.sin(elev)
+        rx = torch.stack([one, zero, zero, zero, ce, -se, zero, se, ce], -1)
+        r = rx.unflatten(-1, (3, 3)) @ r
+    return r
+
+
+def _uniform(n: int, lo_deg: float, hi_deg: float, like: torch.Tensor,
+             generator: torch.Generator | None) -> torch.Tensor:
+    u = torch.rand(n, generator=generator, device=like.device, dtype=like.dtype)
+    return math.radians(lo_deg) + u * math.radians(hi_deg - lo_deg)
+
+
+def random_rotation_y(pose3d: torch.Tensor, angles: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None, min_deg: float = -180.0,
+                      max_deg: float = 180.0, elev_min_deg: float = 0.0,
+                      elev_max_deg: float = 0.0, return_matrix: bool = False):
+    """Rotate root-relative 3D poses about the root, by a random angle about the vertical.
+
+    Azimuths are ``angles`` (B,) in radians if given, else uniform in [min_deg, max_deg]
+    (default the full circle); an elevation tilt about the camera x axis, uniform in
+    [elev_min_deg, elev_max_deg], follows (default 0: none). Conventions in
+    :func:`rotation_matrices`. Novel 2D views are ``project(random_rotation_y(pose3d))``.
+
+    pose3d: (B, 16, 3) or (B, 48); the result has the same shape. ``generator``, if given,
+    must be on the device of ``pose3d``. ``return_matrix=True`` returns
+    ``(rotated, rot)`` with the (B, 3, 3) rotations applied.
+    """
+    p = as_joints(pose3d, 3)
+    n = p.shape[0]
+    if angles is None:
+        angles = _uniform(n, min_deg, max_deg, p, generator)
+    elev = None
+    if elev_min_deg != 0.0 or elev_max_deg != 0.0:
+        elev = _uniform(n, elev_min_deg, elev_max_deg, p, generator)
+    rot = rotation_matrices(angles.to(p), elev)
+    rotated = (p @ rot.transpose(-1, -2)).reshape(pose3d.shape)
+    return (rotated, rot) if return_matrix else rotated
+
 
 
 def chain_length(pose: np.ndarray) -> np.ndarray:
@@ -63,7 +155,7 @@ class Normalizer:
 
     def pose2d(self, pose2d: np.ndarray) -> np.ndarray:
         """(N, 17, 2) pixels -> (N, 32) float32 network input."""
-        rel = pose2d[:, 1:] - pose2d[:, :1]
+        rel = center(pose2d)[:, 1:]
         if self.mode == "pose":
             scale = chain_length(pose2d)[:, None, None]
         else:
@@ -72,7 +164,7 @@ class Normalizer:
 
     def pose3d(self, pose3d: np.ndarray) -> np.ndarray:
         """(N, 17, 3) mm -> (N, 48) float32 root-relative in units of the mean 3D chain."""
-        rel = pose3d[:, 1:] - pose3d[:, :1]
+        rel = center(pose3d)[:, 1:]
         return (rel / self.scale3d).reshape(len(pose3d), -1).astype(np.float32)
 
     def to_mm(self, pose: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:

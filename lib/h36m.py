@@ -47,20 +47,14 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
+from lib.camera import H36M_CAMERAS
 from lib.data import SPLIT_KEYS, DataError, save_split, validate_split
 
 log = logging.getLogger(__name__)
 
-CAMERA_IDS = ("54138969", "55011271", "58860488", "60457274")
-
-# Public pinhole calibration of the four Human3.6M cameras (focal length and principal point
-# in pixels, image size (width, height)); lens distortion is not modelled.
-H36M_INTRINSICS: dict[str, dict] = {
-    "54138969": {"f": (1145.0, 1143.8), "c": (512.5, 515.5), "size": (1000, 1002)},
-    "55011271": {"f": (1149.7, 1147.6), "c": (508.8, 508.1), "size": (1000, 1000)},
-    "58860488": {"f": (1149.1, 1148.8), "c": (519.8, 501.4), "size": (1000, 1000)},
-    "60457274": {"f": (1145.5, 1144.8), "c": (515.0, 501.9), "size": (1000, 1002)},
-}
+# the public calibration of the four cameras, one table for the project (lib.camera)
+H36M_INTRINSICS = H36M_CAMERAS
+CAMERA_IDS = tuple(H36M_CAMERAS)
 
 TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
 TEST_SUBJECTS = ("S9", "S11")

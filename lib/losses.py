@@ -1,4 +1,4 @@
-"""Losses, projection, rotations and the KL schedule.
+"""Losses and the KL schedule (the geometry they use lives in ``lib/geometry.py``).
 
 Conventions (fixed project-wide):
 
@@ -16,39 +16,10 @@ Every function takes either the flat form or the joint form ``(B, 16, d)`` (see
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
-C = 10.0  # projection distance: the root is placed at depth C before the perspective divide
-
-
-def as_joints(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """(..., J * dim) -> (..., J, dim); a tensor whose last size is already ``dim`` is
-    returned as it is."""
-    return x if x.shape[-1] == dim else x.unflatten(-1, (-1, dim))
-
-
-def as_flat(x: torch.Tensor) -> torch.Tensor:
-    """(..., J, dim) -> (..., J * dim)."""
-    return x.flatten(-2)
-
-
-def project(pose3d: torch.Tensor, c: float = C) -> torch.Tensor:
-    """Perspective projection of root-relative 3D poses placed at depth ``c``.
-
-    ``(x, y, z) -> (x, y) / (z + c)``: the pose is translated by (0, 0, c) and divided by
-    its depth, with unit focal length, so the root (the origin) projects to (0, 0) like the
-    root-removed 2D input. The depth is clamped to at least ``0.1 * c`` so that a joint at
-    or behind the camera cannot blow the division up (never reached by decoder outputs,
-    whose coordinates are below 1.3 * sqrt(3) < 0.9 * c in size, even after a rotation).
-
-    pose3d: (..., 16, 3) or (..., 48) -> (..., 16, 2).
-    """
-    p = as_joints(pose3d, 3)
-    depth = (p[..., 2:] + c).clamp_min(0.1 * c)
-    return p[..., :2] / depth
+from .geometry import C, as_flat, as_joints, project
 
 
 def projection_loss(pose3d: torch.Tensor, pose2d: torch.Tensor,
@@ -79,58 +50,6 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     Per dimension: 0.5 * (mu^2 + exp(logvar) - 1 - logvar).
     """
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1).mean()
-
-
-def rotation_matrices(azim: torch.Tensor, elev: torch.Tensor | None = None) -> torch.Tensor:
-    """(B,) angles in radians -> (B, 3, 3) matrices ``R = R_x(elev) @ R_y(azim)``.
-
-    Right-handed rotations acting on column vectors; about the vertical camera axis y::
-
-        R_y(a) = [[cos a, 0, sin a], [0, 1, 0], [-sin a, 0, cos a]]
-
-    so R_y(90 deg) maps (1, 0, 0) to (0, 0, -1) (x onto -z, z onto +x). ``elev`` tilts the
-    result about the camera x axis, ``R_x(e) = [[1, 0, 0], [0, cos e, -sin e],
-    [0, sin e, cos e]]``.
-    """
-    zero, one = torch.zeros_like(azim), torch.ones_like(azim)
-    ca, sa = torch.cos(azim), torch.sin(azim)
-    r = torch.stack([ca, zero, sa, zero, one, zero, -sa, zero, ca], -1).unflatten(-1, (3, 3))
-    if elev is not None:
-        ce, se = torch.cos(elev), torch.sin(elev)
-        rx = torch.stack([one, zero, zero, zero, ce, -se, zero, se, ce], -1)
-        r = rx.unflatten(-1, (3, 3)) @ r
-    return r
-
-
-def _uniform(n: int, lo_deg: float, hi_deg: float, like: torch.Tensor,
-             generator: torch.Generator | None) -> torch.Tensor:
-    u = torch.rand(n, generator=generator, device=like.device, dtype=like.dtype)
-    return math.radians(lo_deg) + u * math.radians(hi_deg - lo_deg)
-
-
-def random_rotation_y(pose3d: torch.Tensor, angles: torch.Tensor | None = None,
-                      generator: torch.Generator | None = None, min_deg: float = -180.0,
-                      max_deg: float = 180.0, elev_min_deg: float = 0.0,
-                      elev_max_deg: float = 0.0) -> torch.Tensor:
-    """Rotate root-relative 3D poses about the root, by a random angle about the vertical.
-
-    Azimuths are ``angles`` (B,) in radians if given, else uniform in [min_deg, max_deg]
-    (default the full circle); an elevation tilt about the camera x axis, uniform in
-    [elev_min_deg, elev_max_deg], follows (default 0: none). Conventions in
-    :func:`rotation_matrices`. Novel 2D views are ``project(random_rotation_y(pose3d))``.
-
-    pose3d: (B, 16, 3) or (B, 48); the result has the same shape. ``generator``, if given,
-    must be on the device of ``pose3d``.
-    """
-    p = as_joints(pose3d, 3)
-    n = p.shape[0]
-    if angles is None:
-        angles = _uniform(n, min_deg, max_deg, p, generator)
-    elev = None
-    if elev_min_deg != 0.0 or elev_max_deg != 0.0:
-        elev = _uniform(n, elev_min_deg, elev_max_deg, p, generator)
-    rot = rotation_matrices(angles.to(p), elev)
-    return (p @ rot.transpose(-1, -2)).reshape(pose3d.shape)
 
 
 def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor,
@@ -195,3 +114,20 @@ def beta_schedule(epoch: float, lambda_kld: float = 1e-3, warmup: int = 10, cycl
 def supervised_loss(pred3d: torch.Tensor, gt3d: torch.Tensor) -> torch.Tensor:
     """MSE over all coordinates, for the supervised (Martinez et al.) baseline."""
     return F.mse_loss(as_flat(as_joints(pred3d, 3)), as_flat(as_joints(gt3d, 3)))
+
+
+def cycle_loss(pose3d: torch.Tensor, relifted: torch.Tensor, rot: torch.Tensor,
+               pose2d: torch.Tensor, c: float = C) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lift -> rotate -> project -> lift again -> rotate back (Chen et al., CVPR 2019).
+
+    ``relifted`` is the lifter's 3D pose of the novel view ``project(rot @ pose3d)``; rotated
+    back with ``rot^T`` it should be the first lift again (3D term) and project onto the
+    original input (2D term). Returns both (mean per-joint Euclidean distances): a lifter
+    that is consistent across views has both at zero, whatever the true depth.
+
+    pose3d, relifted: (B, 48) or (B, 16, 3); rot: (B, 3, 3); pose2d: (B, 32) or (B, 16, 2).
+    """
+    back = as_joints(relifted, 3) @ rot  # rows times R = (R^T p^T)^T: rotated back
+    d3 = torch.linalg.vector_norm(back - as_joints(pose3d, 3), dim=-1).mean()
+    d2 = torch.linalg.vector_norm(project(back, c) - as_joints(pose2d, 2), dim=-1).mean()
+    return d3, d2

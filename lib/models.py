@@ -43,6 +43,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .config import DEFAULTS, MODES
+from .geometry import C, on_device
+from .skeleton import PARENTS
+
 LOGVAR_BOUND = 10.0  # log-variance soft-clamped to (-10, 10): std in (0.0067, 148)
 
 
@@ -126,20 +130,43 @@ class Decoder(nn.Module):
         return self.out_scale * torch.tanh(self.out(self.body(z)))
 
 
+_PARENT16 = torch.as_tensor(PARENTS[1:])
+_UPPER16 = torch.nonzero(torch.triu(torch.ones(16, 16, dtype=torch.bool)).flatten()).squeeze(1)
+
+
+def kcs_features(x2d: torch.Tensor) -> torch.Tensor:
+    """The kinematic chain space of 2D poses (Wandt et al., CVPR 2019), (B, 32) -> (B, 136):
+    the upper triangle of the Gram matrix of the 16 bone vectors, i.e. every squared bone
+    length (diagonal) and every product of two bones (their angles). A discriminator that
+    sees it judges proportions and angles directly, not only joint positions."""
+    joints = torch.cat([torch.zeros_like(x2d[:, :2]), x2d], 1).unflatten(1, (17, 2))
+    bones = joints[:, 1:] - joints[:, on_device(_PARENT16, x2d.device)]  # child minus parent
+    gram = bones @ bones.transpose(1, 2)
+    return gram.flatten(1)[:, on_device(_UPPER16, x2d.device)]
+
+
 class Discriminator(nn.Module):
     """2D pose (B, in_dim) -> real/fake LOGIT (B, 1); apply BCE-with-logits, not a Sigmoid.
 
     No BatchNorm, LeakyReLU(0.01), Dropout(0.5) in the residual blocks only (none in the stem).
+    ``features="kcs"`` also feeds it the pose's kinematic chain space (:func:`kcs_features`,
+    scaled by the projection distance squared so that it is of order one).
     """
 
     def __init__(self, in_dim: int = 32, width: int = 1024, blocks: int = 2,
-                 dropout: float = 0.5):
+                 dropout: float = 0.5, features: str = "pose"):
         super().__init__()
-        self.body = Body(in_dim, width, blocks, nn.LeakyReLU, bn=False, dropout=dropout,
+        if features not in ("pose", "kcs"):
+            raise ValueError(f"discriminator features must be 'pose' or 'kcs', got {features!r}")
+        self.features = features
+        extra = 136 if features == "kcs" else 0
+        self.body = Body(in_dim + extra, width, blocks, nn.LeakyReLU, bn=False, dropout=dropout,
                          res_bias=True, stem_dropout=False)
         self.out = nn.Linear(width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.features == "kcs":
+            x = torch.cat([x, C * C * kcs_features(x)], 1)
         return self.out(self.body(x))
 
 
@@ -153,17 +180,22 @@ class Lifter(nn.Module):
     lifter (``variational=False``) always decodes mu and returns ``logvar = None``.
     """
 
-    def __init__(self, encoder: Encoder, decoder: Decoder):
+    def __init__(self, encoder: Encoder, decoder: Decoder, depth_only: bool = False,
+                 c: float = C):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.variational = encoder.logvar is not None
+        self.depth_only = depth_only
+        self.c = c
 
     def encode(self, x2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.encoder(x2d)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+    def decode(self, z: torch.Tensor, x2d: torch.Tensor | None = None) -> torch.Tensor:
+        """3D pose (B, 48) of latent codes ``z``; a depth-only lifter needs the 2D input."""
+        out = self.decoder(z)
+        return out if not self.depth_only else lift_depth(x2d, out, self.c)
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
@@ -176,7 +208,7 @@ class Lifter(nn.Module):
                 generator: torch.Generator | None = None):
         mu, logvar = self.encode(x2d)
         z = self.reparameterize(mu, logvar, generator) if sample and self.variational else mu
-        return self.decode(z), mu, logvar
+        return self.decode(z, x2d), mu, logvar
 
     def hypotheses(self, x2d: torch.Tensor, k: int,
                    generator: torch.Generator | None = None) -> torch.Tensor:
@@ -188,7 +220,22 @@ class Lifter(nn.Module):
             z = self.reparameterize(mu, logvar.repeat_interleave(k, dim=0), generator)
         else:
             z = mu
-        return self.decode(z).unflatten(0, (x2d.shape[0], k))
+        x_rep = x2d.repeat_interleave(k, dim=0) if self.depth_only else None
+        return self.decode(z, x_rep).unflatten(0, (x2d.shape[0], k))
+
+
+def lift_depth(x2d: torch.Tensor, depth: torch.Tensor, c: float = C) -> torch.Tensor:
+    """Root-relative 3D poses (B, 48) from normalised 2D (B, 32) and per-joint depths (B, 16).
+
+    Each joint is put on the ray through its 2D point: with the root at depth ``c``, joint j
+    at relative depth d_j sits at ``(x_j (c + d_j), y_j (c + d_j), d_j)``, which projects back
+    (``lib.losses.project``) exactly onto (x_j, y_j). A lifter that predicts only depths
+    therefore reproduces its input by construction and spends all its capacity on depth
+    (as in Drover et al. 2018 and Chen et al. 2019).
+    """
+    xy = x2d.unflatten(-1, (-1, 2))
+    d = depth.unsqueeze(-1)
+    return torch.cat([xy * (c + d), d], -1).flatten(-2)
 
 
 class SupervisedLifter(nn.Module):
@@ -212,18 +259,13 @@ class SupervisedLifter(nn.Module):
         return self.out(self.body(x2d)), None, None
 
 
-MODES = ("vae_gan", "vae", "det_gan", "supervised")
-DEFAULTS = dict(mode="vae_gan", width=1024, latent=51, enc_blocks=1, dec_blocks=1,
-                disc_blocks=2, dropout=0.2, disc_dropout=0.5, out_scale=1.3,
-                sup_blocks=2, sup_dropout=0.5)
-
-
 def build_models(cfg: dict) -> dict[str, nn.Module | None]:
     """``{"lifter": ..., "disc": Discriminator or None}`` for ``cfg["mode"]``:
 
     ``vae_gan`` (the thesis), ``vae`` (no discriminator), ``det_gan`` (deterministic lifter +
     discriminator), ``supervised`` (Martinez baseline, no discriminator). Missing keys take
-    :data:`DEFAULTS`; keys not used here are ignored, so a whole run config can be passed.
+    :data:`lib.config.DEFAULTS`; keys not used here are ignored, so a whole run config can
+    be passed.
     """
     c = {**DEFAULTS, **cfg}
     mode = c["mode"]
@@ -236,12 +278,13 @@ def build_models(cfg: dict) -> dict[str, nn.Module | None]:
         encoder = Encoder(width=c["width"], latent=c["latent"], blocks=c["enc_blocks"],
                           dropout=c["dropout"], variational=mode != "det_gan")
         decoder = Decoder(latent=c["latent"], width=c["width"], blocks=c["dec_blocks"],
-                          dropout=c["dropout"], out_scale=c["out_scale"])
-        lifter = Lifter(encoder, decoder)
+                          dropout=c["dropout"], out_scale=c["out_scale"],
+                          out_dim=16 if c["depth_only"] else 48)
+        lifter = Lifter(encoder, decoder, depth_only=c["depth_only"])
     disc = None
     if mode in ("vae_gan", "det_gan"):
         disc = Discriminator(width=c["width"], blocks=c["disc_blocks"],
-                             dropout=c["disc_dropout"])
+                             dropout=c["disc_dropout"], features=c["disc_features"])
     return {"lifter": lifter, "disc": disc}
 
 

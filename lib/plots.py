@@ -32,7 +32,7 @@ def skeleton_3d(ax, pose3d, colour=None, alpha: float = 1.0, lw: float = 2.0,
     """Draw a (17, 3) camera-frame pose (x right, y down, z depth) upright: the plot's
     vertical axis is -y and its depth axis is z."""
     p = _np(pose3d)
-    p = p - p[:1]
+    p = p - p[:1]  # one pose (J, 3): centre it on its root
     xs, ys, zs = p[:, 0], p[:, 2], -p[:, 1]
     for (a, b), side in zip(BONES, BONE_SIDE, strict=True):
         ax.plot(xs[[a, b]], ys[[a, b]], zs[[a, b]], color=colour or SIDE_COLOURS[side], lw=lw,
@@ -46,21 +46,6 @@ def skeleton_3d(ax, pose3d, colour=None, alpha: float = 1.0, lw: float = 2.0,
     ax.set_zlabel("up")
     ax.set_box_aspect((1, 1, 1))
     return ax
-
-
-def compare_3d(poses: dict, title: str | None = None, elev: float = 10, azim: float = -70,
-               size: float = 3.2):
-    """One 3D panel per entry of ``{label: (17, 3) pose or list of poses}``."""
-    fig = plt.figure(figsize=(size * len(poses), size))
-    for i, (label, pose) in enumerate(poses.items()):
-        ax = fig.add_subplot(1, len(poses), i + 1, projection="3d")
-        skeleton_3d(ax, pose)
-        ax.view_init(elev=elev, azim=azim)
-        ax.set_title(label, fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
 
 
 def overlay_3d(ax, gt, pred, elev: float = 10, azim: float = -70):

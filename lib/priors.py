@@ -14,10 +14,31 @@ from __future__ import annotations
 
 import torch
 
-from .losses import as_joints
+from .geometry import as_joints
 
 # rows in the 16-joint (root-dropped) layout
 R_HIP, R_KNEE, R_ANKLE, L_HIP, L_KNEE, L_ANKLE = 0, 1, 2, 3, 4, 5
+
+
+# left/right bone pairs in the 16-joint layout (row = joint - 1; -1 = the root at the origin)
+SYMMETRIC_BONES = (((-1, 3), (-1, 0)), ((3, 4), (0, 1)), ((4, 5), (1, 2)),  # hips, thighs, shins
+                   ((7, 10), (7, 13)), ((10, 11), (13, 14)), ((11, 12), (14, 15)))  # arms
+
+
+def _bone(p: torch.Tensor, a: int, b: int) -> torch.Tensor:
+    start = torch.zeros_like(p[:, 0]) if a < 0 else p[:, a]
+    return torch.linalg.vector_norm(p[:, b] - start, dim=-1)
+
+
+def symmetry_loss(pose: torch.Tensor) -> torch.Tensor:
+    """Mean relative length difference of the six left/right bone pairs, |l - r| / (l + r):
+    zero for a body whose two sides have equal bones, as every human skeleton has.
+    Lengths are ratios, so the prior holds whatever the body's size or proportions."""
+    p = as_joints(pose, 3)
+    terms = [(_bone(p, *left) - _bone(p, *right)).abs()
+             / (_bone(p, *left) + _bone(p, *right)).clamp_min(1e-6)
+             for left, right in SYMMETRIC_BONES]
+    return torch.stack(terms, -1).mean()
 
 
 def facing(pose: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:

@@ -12,7 +12,9 @@ inside an epoch. A run folder holds ``config.yaml``, ``history.jsonl`` (one line
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import math
 import os
 import sys
 import time
@@ -20,164 +22,35 @@ import warnings
 from pathlib import Path
 
 import torch
-import yaml
 from tqdm.auto import tqdm
 
 from . import data as D
-from .geometry import Normalizer, apply_mask, flip, random_flip, random_missing_mask
+from .config import ConfigError, load_params, make_config, parse_overrides, pick_device
+from .diagnose import depth_correlation
+from .geometry import (
+    Normalizer,
+    apply_mask,
+    center,
+    flip,
+    project,
+    random_flip,
+    random_missing_mask,
+    random_rotation_y,
+)
 from .losses import (
     beta_schedule,
+    cycle_loss,
     discriminator_loss,
     generator_adversarial_loss,
     kl_divergence,
-    project,
     projection_loss,
-    random_rotation_y,
     real_input_noise,
     supervised_loss,
 )
 from .metrics import pa_mpjpe
-from .models import MODES, build_models, predict
-from .priors import hinge_loss
-
-DEFAULTS = {
-    # data
-    "dataset": "bnmd17",  # "bnmd17" or "h36m" (a cache folder made by lib.h36m)
-    "source": None,  # dataset folder or archive (else $HPE_DATA, then the default)
-    "cache": None,  # cache folder (else $HPE_CACHE, then <repo>/cache)
-    "h36m_dir": None,  # folder with train.npz / test.npz for dataset: h36m
-    "frame_step": 4,
-    "scale_mode": "dataset",  # 2D scale: "dataset" (the author's) or "pose"
-    "train_size": None,  # use a random subset of this many training poses
-    "val_split": "test_unseen_styles",
-    "val_size": 4096,  # fixed subset for the per-epoch PA-MPJPE (monitoring only)
-    # model (lib.models.build_models)
-    "mode": "vae_gan",
-    "width": 1024,
-    "latent": 51,
-    "enc_blocks": 1,
-    "dec_blocks": 1,
-    "disc_blocks": 2,
-    "dropout": 0.2,
-    "disc_dropout": 0.5,
-    "out_scale": 1.3,
-    # optimisation (the thesis's values)
-    "epochs": 400,
-    "batch_size": 2560,
-    "lr": 2e-4,
-    "lambda_recon": 1.0,
-    "lambda_kld": 1e-3,
-    "lambda_disc": 1e-3,
-    "kld_warmup": 10,
-    "kld_cycle": 40,
-    "kld_hold": 10,
-    "clip_disc": 1.0,
-    "clip_vae_norm": 2.0,
-    "clip_vae_value": 1000.0,
-    "flip_p": 0.5,
-    "p_miss": 0.0,  # fraction of training poses with 1 or 2 limb joints hidden
-    "real_label_low": 0.7,
-    "real_label_high": 1.0,
-    "real_noise": 0.005,
-    # novel views shown to the discriminator: azimuth and elevation ranges, degrees
-    "azim_min": -180.0,
-    "azim_max": 180.0,
-    "elev_min": 0.0,
-    "elev_max": 0.0,
-    # mirror-aware prior (issue 5): weight of the anatomical hinge loss, 0 = the thesis
-    "lambda_hinge": 0.0,
-    # runtime
-    "device": "auto",  # "auto", "cpu", "cuda", "cuda:1", ...
-    "seed": 0,
-    "bf16": False,  # bfloat16 autocast on CUDA
-    "compile": False,  # torch.compile the networks: false, true or "reduce-overhead"
-    "tf32": True,  # TensorFloat-32 matrix products on CUDA
-    "checkpoint_every": 10,
-    "val_every": 1,
-    "progress": True,
-}
-
-
-# keys that may change between a checkpoint and its resumption (how, not what, is trained)
-RUNTIME_KEYS = frozenset({"device", "compile", "bf16", "tf32", "progress", "epochs",
-                          "checkpoint_every", "val_every"})
-
-
-class ConfigError(ValueError):
-    """A parameter is unknown or has an invalid value."""
-
-
-def make_config(params: dict | None = None, overrides: dict | None = None) -> dict:
-    """DEFAULTS updated by a parameter dict and then by overrides; unknown keys are errors."""
-    cfg = dict(DEFAULTS)
-    for src in (params or {}), (overrides or {}):
-        unknown = sorted(set(src) - set(DEFAULTS))
-        if unknown:
-            raise ConfigError(f"unknown parameter(s) {unknown}; valid keys: {sorted(DEFAULTS)}")
-        cfg.update(src)
-    for key, default in DEFAULTS.items():  # YAML reads 1e-3 (no dot) as a string
-        if isinstance(default, float) and isinstance(cfg[key], str):
-            try:
-                cfg[key] = float(cfg[key])
-            except ValueError:
-                raise ConfigError(f"{key} must be a number, got {cfg[key]!r}") from None
-    for key in ("epochs", "batch_size", "width", "latent", "checkpoint_every", "val_every"):
-        if not isinstance(cfg[key], int) or cfg[key] <= 0:
-            raise ConfigError(f"{key} must be a positive integer, got {cfg[key]!r}")
-    if cfg["mode"] not in MODES:
-        raise ConfigError(f"mode must be one of {MODES}, got {cfg['mode']!r}")
-    if not 0 <= cfg["p_miss"] <= 1 or not 0 <= cfg["flip_p"] <= 1:
-        raise ConfigError("p_miss and flip_p must lie in [0, 1]")
-    if cfg["lr"] <= 0:
-        raise ConfigError(f"lr must be positive, got {cfg['lr']!r}")
-    return cfg
-
-
-def load_params(path: str | os.PathLike) -> dict:
-    """A YAML parameter file as a dict (a missing or malformed file is a clear error)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: parameter file not found")
-    try:
-        params = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from e
-    if not isinstance(params, dict):
-        raise ConfigError(f"{path}: expected a mapping of key: value")
-    return params
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-# --------------------------------------------------------------------------------------
-# data
-# --------------------------------------------------------------------------------------
-
-
-def h36m_folder(cfg: dict) -> Path:
-    """The Human3.6M cache folder of a configuration; a relative path is taken from the
-    repository root, so notebooks (run from book/) and the shell agree."""
-    folder = Path(cfg["h36m_dir"]).expanduser()
-    return folder if folder.is_absolute() else D.REPO / folder
-
-
-def load_splits(cfg: dict) -> tuple[dict, dict]:
-    """(training split, validation split) as dicts of numpy arrays."""
-    if cfg["dataset"] == "bnmd17":
-        folder = D.bnmd17(cfg["source"], cfg["cache"], cfg["frame_step"],
-                          progress=cfg["progress"])
-        return D.load_split(folder / "train.npz"), D.load_split(folder / f"{cfg['val_split']}.npz")
-    if cfg["dataset"] == "h36m":
-        if not cfg["h36m_dir"]:
-            raise ConfigError("dataset: h36m needs h36m_dir (a folder made by lib.h36m)")
-        folder = h36m_folder(cfg)
-        return D.load_split(folder / "train.npz"), D.load_split(folder / "test.npz")
-    raise ConfigError(f"dataset must be 'bnmd17' or 'h36m', got {cfg['dataset']!r}")
-
+from .models import build_models, predict
+from .priors import hinge_loss, symmetry_loss
+from .runs import Run, config_differences
 
 # --------------------------------------------------------------------------------------
 # the trainer
@@ -195,7 +68,8 @@ class Trainer:
         torch.manual_seed(cfg["seed"])
         self.gen = torch.Generator(self.device).manual_seed(cfg["seed"])
         if train is None:
-            train, val = load_splits(cfg)
+            train = D.load(cfg, "train", progress=cfg["progress"])
+            val = D.load(cfg, cfg["val_split"])
         train = D.subset(train, cfg["train_size"], cfg["seed"])
         val = D.subset(val, cfg["val_size"], cfg["seed"] + 1)
         self.norm = Normalizer.fit(train, cfg["scale_mode"])
@@ -203,7 +77,7 @@ class Trainer:
         self.x = torch.as_tensor(self.norm.pose2d(train["pose2d"]), device=dev)
         self.y = torch.as_tensor(self.norm.pose3d(train["pose3d"]), device=dev)
         self.val_x = torch.as_tensor(self.norm.pose2d(val["pose2d"]), device=dev)
-        self.val_gt = torch.as_tensor(val["pose3d"] - val["pose3d"][:, :1], device=dev)
+        self.val_gt = torch.as_tensor(center(val["pose3d"]), device=dev)
 
         nets = build_models(cfg)
         self.lifter = nets["lifter"].to(dev)
@@ -220,6 +94,10 @@ class Trainer:
             self.lifter.compile(mode=mode)
             if self.disc is not None:
                 self.disc.compile(mode=mode)
+        # the weights that predict: an exponential moving average of the lifter's, or itself
+        self.ema = None
+        if cfg["ema"] > 0:
+            self.ema = copy.deepcopy(self.lifter).requires_grad_(False)
         self.epoch = 0
 
     # ---- one optimisation step -------------------------------------------------------
@@ -228,12 +106,13 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16,
                               enabled=self.cfg["bf16"] and self.device.type == "cuda")
 
-    def _novel_views(self, pose3d: torch.Tensor) -> torch.Tensor:
+    def _novel_views(self, pose3d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(novel 2D views (B, 32), the rotations (B, 3, 3) that made them)."""
         c = self.cfg
-        rotated = random_rotation_y(pose3d, generator=self.gen, min_deg=c["azim_min"],
-                                    max_deg=c["azim_max"], elev_min_deg=c["elev_min"],
-                                    elev_max_deg=c["elev_max"])
-        return project(rotated).flatten(1)
+        rotated, rot = random_rotation_y(pose3d, generator=self.gen, min_deg=c["azim_min"],
+                                         max_deg=c["azim_max"], elev_min_deg=c["elev_min"],
+                                         elev_max_deg=c["elev_max"], return_matrix=True)
+        return project(rotated).flatten(1), rot
 
     def step(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         """One step on a batch; returns the statistics row (see ``STATS``) as a tensor."""
@@ -248,15 +127,18 @@ class Trainer:
                 pred, _, _ = self.lifter(x_in)
                 loss = supervised_loss(pred.float(), y)
             self._update(self.opt, self.lifter, loss, c["clip_vae_norm"], c["clip_vae_value"])
-            return torch.stack([loss.detach(), zero, zero, zero, zero, zero, zero, zero])
+            if self.ema is not None:
+                self._update_ema()
+            return torch.stack([loss.detach()] + [zero] * (len(self.STATS) - 1))
 
         # one forward of the lifter serves both players (as in the usual GAN recipe): the
         # discriminator learns on its detached novel views, then the lifter on the same views
         with self._autocast():
             pose3d, mu, logvar = self.lifter(x_in, sample=True, generator=self.gen)
         pose3d = pose3d.float()  # geometry (rotation, projection) stays in float32
-        novel = self._novel_views(pose3d) if self.disc is not None else None
-        d_loss = d_real = d_fake = zero
+        need_views = self.disc is not None or c["lambda_cycle"] > 0
+        novel, rot = self._novel_views(pose3d) if need_views else (None, None)
+        d_loss = d_real = d_fake = d_acc = zero
         if self.disc is not None:  # discriminator: real 2D (with noise) against novel views
             real = real_input_noise(x, c["real_noise"], self.gen)
             with self._autocast():
@@ -268,6 +150,7 @@ class Trainer:
             self._update(self.opt_d, self.disc, d_loss, c["clip_disc"], None)
             d_real = torch.sigmoid(logit_real).mean().detach()
             d_fake = torch.sigmoid(logit_fake).mean().detach()
+            d_acc = 0.5 * ((logit_real > 0).float().mean() + (logit_fake < 0).float().mean())
 
         with self._autocast():  # lifter: reproject, stay near the prior, fool the critic
             proj = projection_loss(pose3d, x, mask if c["p_miss"] > 0 else None)
@@ -277,12 +160,30 @@ class Trainer:
                 self.disc.requires_grad_(False)  # gradients for the input only
                 adv = generator_adversarial_loss(self.disc(novel).float())
             hinge = hinge_loss(pose3d) if c["lambda_hinge"] > 0 else zero
+            sym = symmetry_loss(pose3d) if c["lambda_sym"] > 0 else zero
+            cyc = zero
+            if c["lambda_cycle"] > 0:  # lift the novel view again and rotate it back
+                relifted = self.lifter(novel, sample=False)[0].float()
+                cyc3d, cyc2d = cycle_loss(pose3d, relifted, rot, x)
+                cyc = cyc3d + cyc2d
             loss = (c["lambda_recon"] * proj + beta * kld + c["lambda_disc"] * adv
-                    + c["lambda_hinge"] * hinge)
+                    + c["lambda_hinge"] * hinge + c["lambda_sym"] * sym
+                    + c["lambda_cycle"] * cyc)
         self._update(self.opt, self.lifter, loss, c["clip_vae_norm"], c["clip_vae_value"])
+        if self.ema is not None:
+            self._update_ema()
         if self.disc is not None:
             self.disc.requires_grad_(True)
-        return torch.stack([loss, proj, kld, adv, d_loss, d_real, d_fake, hinge]).detach()
+        return torch.stack([loss, proj, kld, adv, d_loss, d_real, d_fake, d_acc, hinge, sym,
+                            cyc]).detach()
+
+    @torch.no_grad()
+    def _update_ema(self):
+        """ema <- decay * ema + (1 - decay) * weights; BatchNorm statistics are copied."""
+        ema_p = list(self.ema.parameters())
+        torch._foreach_lerp_(ema_p, list(self.lifter.parameters()), 1.0 - self.cfg["ema"])
+        for e, b in zip(self.ema.buffers(), self.lifter.buffers(), strict=True):
+            e.copy_(b)
 
     @staticmethod
     def _update(opt, module, loss, max_norm, max_value):
@@ -295,7 +196,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
         opt.step()
 
-    STATS = ("loss", "proj", "kld", "adv", "d_loss", "d_real", "d_fake", "hinge")
+    STATS = ("loss", "proj", "kld", "adv", "d_loss", "d_real", "d_fake", "d_acc", "hinge", "sym",
+             "cycle")
 
     # ---- epochs ----------------------------------------------------------------------
 
@@ -308,6 +210,10 @@ class Trainer:
         steps = max(1, n // bs)
         beta = torch.tensor(beta_schedule(self.epoch, c["lambda_kld"], c["kld_warmup"],
                                           c["kld_cycle"], c["kld_hold"]), device=self.device)
+        lr = self.lr_at(self.epoch)
+        for opt in (self.opt, self.opt_d):
+            for group in opt.param_groups if opt is not None else ():
+                group["lr"] = lr
         perm = torch.randperm(n, device=self.device, generator=self.gen)
         total = torch.zeros(len(self.STATS), device=self.device)
         t0 = time.perf_counter()
@@ -322,6 +228,13 @@ class Trainer:
                      seconds=round(time.perf_counter() - t0, 3), poses=steps * bs)
         return stats
 
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of an epoch: constant, or a cosine from lr down to 0."""
+        c = self.cfg
+        if c["lr_schedule"] == "cosine":
+            return 0.5 * c["lr"] * (1 + math.cos(math.pi * epoch / c["epochs"]))
+        return c["lr"]
+
     def _flip_pair(self, x, y):
         """Flip 2D inputs and their 3D targets together (supervised mode)."""
         coin = torch.rand(len(x), 1, device=x.device, generator=self.gen) < self.cfg["flip_p"]
@@ -329,15 +242,17 @@ class Trainer:
 
     def predict(self, x2d: torch.Tensor, batch: int = 65536) -> torch.Tensor:
         """Single-hypothesis 3D (mean latent), (N, 17, 3) in mm-like units, root at origin."""
-        self.lifter.eval()
-        return predict(self.lifter, self.norm, x2d, batch)
+        net = self.ema if self.ema is not None else self.lifter
+        net.eval()
+        return predict(net, self.norm, x2d, batch)
 
     def validate(self) -> dict:
         pred = self.predict(self.val_x)
         err = pa_mpjpe(pred, self.val_gt)
         err_reflect = pa_mpjpe(pred, self.val_gt, allow_reflection=True)
         hist = torch.histc(err.clamp(max=299.0), bins=60, min=0, max=300)
-        return {"val_pa_mpjpe": float(err.mean()),
+        corr = depth_correlation(pred[:, 1:], self.val_gt[:, 1:])
+        return {"val_pa_mpjpe": float(err.mean()), "val_depth_corr": float(corr.mean()),
                 "val_pa_mpjpe_reflect": float(err_reflect.mean()),
                 "val_hist": hist.int().tolist()}
 
@@ -347,6 +262,7 @@ class Trainer:
         return {
             "epoch": self.epoch, "config": self.cfg, "normalizer": self.norm.to_dict(),
             "lifter": self.lifter.state_dict(), "opt": self.opt.state_dict(),
+            "lifter_ema": self.ema.state_dict() if self.ema is not None else None,
             "disc": self.disc.state_dict() if self.disc is not None else None,
             "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
             "device_type": self.device.type,
@@ -370,12 +286,13 @@ class Trainer:
         streams continue exactly only on the device type that wrote them.
         """
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        changed = sorted(k for k in set(ckpt["config"]) | set(self.cfg)
-                         if k not in RUNTIME_KEYS and ckpt["config"].get(k) != self.cfg.get(k))
+        changed = config_differences(ckpt["config"], self.cfg)
         if changed:
             raise ConfigError(f"{path}: written with another configuration (differs in "
                               f"{changed}); train afresh without --resume")
         self.lifter.load_state_dict(ckpt["lifter"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt["lifter_ema"])
         self.opt.load_state_dict(ckpt["opt"])
         if self.disc is not None:
             self.disc.load_state_dict(ckpt["disc"])
@@ -396,19 +313,18 @@ class Trainer:
     def fit(self, resume: bool = False, stop_after: int | None = None) -> list[dict]:
         """Train to ``cfg['epochs']`` (or for ``stop_after`` more epochs, for tests)."""
         c = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
-        history_path = self.out / "history.jsonl"
-        ckpt_path = self.out / "checkpoint.pt"
-        if resume and ckpt_path.is_file():
-            self.load(ckpt_path)
+        run = Run(self.out)
+        run.path.mkdir(parents=True, exist_ok=True)
+        history_path = run.history_path
+        if resume and run.checkpoint.is_file():
+            self.load(run.checkpoint)
             _truncate_history(history_path, self.epoch)
         else:
             # a fresh run: nothing of an earlier run in this folder may survive to be
             # resumed or reported under this configuration
-            for stale in (history_path, ckpt_path, self.out / "done",
-                          *self.out.glob("eval-*.json")):
+            for stale in (history_path, run.checkpoint, run.done_path, *run.evaluations()):
                 stale.unlink(missing_ok=True)
-        (self.out / "config.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
+        run.write_config(c)
         last = c["epochs"] if stop_after is None else min(c["epochs"], self.epoch + stop_after)
         rows = []
         bar = tqdm(range(self.epoch, last), initial=self.epoch, total=c["epochs"],
@@ -426,7 +342,7 @@ class Trainer:
             if self.epoch % c["checkpoint_every"] == 0 or self.epoch == c["epochs"]:
                 self.save()
         if self.epoch >= c["epochs"]:
-            (self.out / "done").write_text(f"{self.epoch}\n")
+            run.done_path.write_text(f"{self.epoch}\n")
         return rows
 
 
@@ -436,43 +352,6 @@ def _truncate_history(path: Path, epoch: int) -> None:
         return
     keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["epoch"] <= epoch]
     path.write_text("".join(ln + "\n" for ln in keep))
-
-
-def read_history(run: str | os.PathLike) -> list[dict]:
-    path = Path(run) / "history.jsonl"
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln]
-
-
-def load_run(run: str | os.PathLike, device: str = "auto") -> tuple[torch.nn.Module, Normalizer,
-                                                                   dict]:
-    """(lifter in eval mode, normaliser, config) of a finished or checkpointed run."""
-    path = Path(run) / "checkpoint.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint; train first with python -m lib.train")
-    dev = pick_device(device)
-    ckpt = torch.load(path, map_location=dev, weights_only=False)
-    lifter = build_models(ckpt["config"])["lifter"].to(dev)
-    lifter.load_state_dict(ckpt["lifter"])
-    return lifter.eval(), Normalizer(**ckpt["normalizer"]), ckpt["config"]
-
-
-def is_finished(run: str | os.PathLike, cfg: dict) -> bool:
-    """True if ``run`` holds a finished training with exactly this configuration."""
-    run = Path(run)
-    if not (run / "done").is_file() or not (run / "config.yaml").is_file():
-        return False
-    return yaml.safe_load((run / "config.yaml").read_text()) == make_config(cfg)
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """``key=value`` strings -> dict, values parsed as YAML (numbers, booleans, null)."""
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not key=value")
-        key, value = item.split("=", 1)
-        out[key] = yaml.safe_load(value)
-    return out
 
 
 def main(argv=None) -> None:

@@ -5,17 +5,13 @@ import math
 import pytest
 import torch
 
+from lib.geometry import C, as_flat, as_joints, project, random_rotation_y
 from lib.losses import (
-    C,
-    as_flat,
-    as_joints,
     beta_schedule,
     discriminator_loss,
     generator_adversarial_loss,
     kl_divergence,
-    project,
     projection_loss,
-    random_rotation_y,
     real_input_noise,
     supervised_loss,
 )

@@ -9,20 +9,12 @@ import pytest
 import torch
 import yaml
 
+from lib.config import DEFAULTS, ConfigError, load_params, make_config, parse_overrides
 from lib.data import REPO
-from lib.losses import project, projection_loss
-from lib.train import (
-    DEFAULTS,
-    ConfigError,
-    Trainer,
-    is_finished,
-    load_params,
-    load_run,
-    main,
-    make_config,
-    parse_overrides,
-    read_history,
-)
+from lib.geometry import project
+from lib.losses import projection_loss
+from lib.runs import is_finished, load_run, read_history
+from lib.train import Trainer, main
 
 # camera coordinates (x right, y down, z forward), mm, pelvis at the origin, facing -z
 STANDING = np.array([
@@ -61,8 +53,9 @@ VAL = make_split(256, seed=1)
 TINY = dict(width=32, latent=8, batch_size=256, epochs=2, lr=1e-3, progress=False,
             device="cpu", val_size=256, kld_warmup=1, kld_cycle=2, kld_hold=1,
             checkpoint_every=1)
-HISTORY_KEYS = {"loss", "proj", "kld", "adv", "d_loss", "d_real", "d_fake", "hinge", "epoch",
-                "beta", "lr", "seconds", "poses", "val_pa_mpjpe", "val_pa_mpjpe_reflect",
+HISTORY_KEYS = {"loss", "proj", "kld", "adv", "d_loss", "d_real", "d_fake", "d_acc", "hinge",
+                "sym", "cycle", "epoch", "beta", "lr", "seconds", "poses", "val_pa_mpjpe",
+                "val_depth_corr", "val_pa_mpjpe_reflect",
                 "val_hist"}
 
 

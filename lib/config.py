@@ -1,0 +1,159 @@
+"""The configuration of a run: every parameter, its default, and the checks on its value.
+
+A run is configured by ``DEFAULTS`` updated by a parameter file (``params/*.yaml``) and then
+by ``key=value`` overrides; an unknown key or an ill-typed value is a :class:`ConfigError`.
+The model, trainer, evaluation and book all read the same dict.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import yaml
+
+MODES = ("vae_gan", "vae", "det_gan", "supervised")
+
+DEFAULTS = {
+    # data
+    "dataset": "bnmd17",  # "bnmd17" or "h36m" (a cache folder made by lib.h36m)
+    "source": None,  # dataset folder or archive (else $HPE_DATA, then the default)
+    "cache": None,  # cache folder (else $HPE_CACHE, then <repo>/cache)
+    "h36m_dir": None,  # folder with train.npz / test.npz for dataset: h36m
+    "frame_step": 4,
+    "scale_mode": "dataset",  # 2D scale: "dataset" (the author's) or "pose"
+    "train_size": None,  # use a random subset of this many training poses
+    "val_split": "test_unseen_styles",
+    "val_size": 4096,  # fixed subset for the per-epoch PA-MPJPE (monitoring only)
+    # model (lib.models.build_models)
+    "mode": "vae_gan",
+    "width": 1024,
+    "latent": 51,
+    "enc_blocks": 1,
+    "dec_blocks": 1,
+    "disc_blocks": 2,
+    "dropout": 0.2,
+    "disc_dropout": 0.5,
+    "disc_features": "pose",  # what the discriminator sees: "pose" or "pose" + "kcs"
+    "out_scale": 1.3,
+    "sup_blocks": 2,  # the supervised baseline (Martinez et al.): residual blocks, dropout
+    "sup_dropout": 0.5,
+    # optimisation (the thesis's values)
+    "epochs": 400,
+    "batch_size": 2560,
+    "lr": 2e-4,
+    "lambda_recon": 1.0,
+    "lambda_kld": 1e-3,
+    "lambda_disc": 1e-3,
+    "kld_warmup": 10,
+    "kld_cycle": 40,
+    "kld_hold": 10,
+    "clip_disc": 1.0,
+    "clip_vae_norm": 2.0,
+    "clip_vae_value": 1000.0,
+    "flip_p": 0.5,
+    "p_miss": 0.0,  # fraction of training poses with 1 or 2 limb joints hidden
+    "real_label_low": 0.7,
+    "real_label_high": 1.0,
+    "real_noise": 0.005,
+    # novel views shown to the discriminator: azimuth and elevation ranges, degrees
+    "azim_min": -180.0,
+    "azim_max": 180.0,
+    "elev_min": 0.0,
+    "elev_max": 0.0,
+    # mirror-aware prior (issue 5): weight of the anatomical hinge loss, 0 = the thesis
+    "lambda_hinge": 0.0,
+    # levers of the unsupervised lifter "ours" (issue 12); the defaults are the thesis's
+    "depth_only": False,  # predict per-joint depth only; x, y come from the 2D input
+    "lambda_cycle": 0.0,  # lift -> rotate -> project -> lift again -> rotate back consistency
+    "lambda_sym": 0.0,  # left/right bone-length symmetry prior
+    "ema": 0.0,  # decay of an exponential moving average of the lifter's weights, 0 = none
+    "lr_schedule": "constant",  # "constant" or "cosine" (decays to 0 at the last epoch)
+    # runtime
+    "device": "auto",  # "auto", "cpu", "cuda", "cuda:1", ...
+    "seed": 0,
+    "bf16": False,  # bfloat16 autocast on CUDA
+    "compile": False,  # torch.compile the networks: false, true or "reduce-overhead"
+    "tf32": True,  # TensorFloat-32 matrix products on CUDA
+    "checkpoint_every": 10,
+    "val_every": 1,
+    "progress": True,
+}
+
+
+# keys that may change between a checkpoint and its resumption (how, not what, is trained)
+RUNTIME_KEYS = frozenset({"device", "compile", "bf16", "tf32", "progress", "epochs",
+                          "checkpoint_every", "val_every"})
+
+
+class ConfigError(ValueError):
+    """A parameter is unknown or has an invalid value."""
+
+
+def make_config(params: dict | None = None, overrides: dict | None = None) -> dict:
+    """DEFAULTS updated by a parameter dict and then by overrides; unknown keys are errors."""
+    cfg = dict(DEFAULTS)
+    for src in (params or {}), (overrides or {}):
+        unknown = sorted(set(src) - set(DEFAULTS))
+        if unknown:
+            raise ConfigError(f"unknown parameter(s) {unknown}; valid keys: {sorted(DEFAULTS)}")
+        cfg.update(src)
+    for key, default in DEFAULTS.items():  # YAML reads 1e-3 (no dot) as a string
+        if isinstance(default, float) and isinstance(cfg[key], str):
+            try:
+                cfg[key] = float(cfg[key])
+            except ValueError:
+                raise ConfigError(f"{key} must be a number, got {cfg[key]!r}") from None
+    for key in ("epochs", "batch_size", "width", "latent", "checkpoint_every", "val_every"):
+        if not isinstance(cfg[key], int) or cfg[key] <= 0:
+            raise ConfigError(f"{key} must be a positive integer, got {cfg[key]!r}")
+    if cfg["mode"] not in MODES:
+        raise ConfigError(f"mode must be one of {MODES}, got {cfg['mode']!r}")
+    if not 0 <= cfg["p_miss"] <= 1 or not 0 <= cfg["flip_p"] <= 1:
+        raise ConfigError("p_miss and flip_p must lie in [0, 1]")
+    if cfg["lr"] <= 0:
+        raise ConfigError(f"lr must be positive, got {cfg['lr']!r}")
+    if cfg["disc_features"] not in ("pose", "kcs"):
+        raise ConfigError(f"disc_features must be 'pose' or 'kcs', got {cfg['disc_features']!r}")
+    if not 0 <= cfg["ema"] < 1:
+        raise ConfigError(f"ema must lie in [0, 1), got {cfg['ema']!r}")
+    if cfg["lr_schedule"] not in ("constant", "cosine"):
+        raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', got {cfg['lr_schedule']!r}")
+    if (cfg["lambda_cycle"] > 0 or cfg["depth_only"]) and cfg["mode"] == "supervised":
+        raise ConfigError("depth_only and lambda_cycle apply to the unsupervised modes only")
+    if cfg["depth_only"] and cfg["p_miss"] > 0:
+        raise ConfigError("depth_only takes x, y from the input, so it cannot train with "
+                          "missing joints (p_miss > 0)")
+    return cfg
+
+
+def load_params(path: str | os.PathLike) -> dict:
+    """A YAML parameter file as a dict (a missing or malformed file is a clear error)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: parameter file not found")
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value")
+    return params
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``key=value`` strings -> dict, values parsed as YAML (numbers, booleans, null)."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        out[key] = yaml.safe_load(value)
+    return out

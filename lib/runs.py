@@ -1,0 +1,106 @@
+"""A run folder: what the trainer writes, and the one rule for "the same configuration".
+
+    runs/<profile>/<model>[-seed<k>]/
+        config.yaml      the full configuration (lib.config)
+        history.jsonl    one line per epoch: every loss term, timings, validation
+        checkpoint.pt    networks, optimisers, RNG states (written atomically)
+        done             written when the last epoch is finished
+        eval-*.json      evaluations cached by the book and the studies
+
+Two configurations are *the same run* when they agree on every key that changes what is
+trained; the keys of :data:`lib.config.RUNTIME_KEYS` (device, compilation, how often to
+checkpoint, the number of epochs, ...) may differ, so a run resumes on another device or
+for more epochs. A run is *finished* for a configuration when it is the same run, its
+``done`` marker exists and it trained exactly that configuration's number of epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+import yaml
+
+from .config import RUNTIME_KEYS, make_config, pick_device
+from .geometry import Normalizer
+
+
+def config_differences(a: dict, b: dict) -> list[str]:
+    """Keys (other than runtime keys) on which two configurations differ, sorted."""
+    return sorted(k for k in set(a) | set(b) if k not in RUNTIME_KEYS and a.get(k) != b.get(k))
+
+
+class Run:
+    """A run folder on disk (it need not exist yet)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.config_path = self.path / "config.yaml"
+        self.history_path = self.path / "history.jsonl"
+        self.checkpoint = self.path / "checkpoint.pt"
+        self.done_path = self.path / "done"
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    def config(self) -> dict | None:
+        """The saved configuration, or None when there is none."""
+        if not self.config_path.is_file():
+            return None
+        return yaml.safe_load(self.config_path.read_text())
+
+    def write_config(self, cfg: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    def history(self) -> list[dict]:
+        """The epochs written so far (an empty list for a new run)."""
+        if not self.history_path.is_file():
+            return []
+        return [json.loads(ln) for ln in self.history_path.read_text().splitlines() if ln]
+
+    def matches(self, cfg: dict) -> bool:
+        """True if the saved configuration is the same run as ``cfg`` (see the module)."""
+        saved = self.config()
+        return saved is not None and not config_differences(saved, make_config(cfg))
+
+    def finished(self, cfg: dict | None = None) -> bool:
+        """True if the run is done (and, given ``cfg``, is that configuration, fully trained)."""
+        if not self.done_path.is_file():
+            return False
+        if cfg is None:
+            return True
+        cfg = make_config(cfg)
+        return self.matches(cfg) and self.config().get("epochs") == cfg["epochs"]
+
+    def evaluations(self) -> list[Path]:
+        return sorted(self.path.glob("eval-*.json"))
+
+    def load(self, device: str = "auto") -> tuple[torch.nn.Module, Normalizer, dict]:
+        """(lifter in eval mode, normaliser, config) from the checkpoint. Where the run kept
+        an average of its weights (``ema``), those are the weights that predict."""
+        from .models import build_models
+
+        if not self.checkpoint.is_file():
+            raise FileNotFoundError(f"{self.checkpoint}: no checkpoint; train first with "
+                                    f"python -m lib.train")
+        dev = pick_device(device)
+        ckpt = torch.load(self.checkpoint, map_location=dev, weights_only=False)
+        lifter = build_models(ckpt["config"])["lifter"].to(dev)
+        lifter.load_state_dict(ckpt.get("lifter_ema") or ckpt["lifter"])
+        return lifter.eval(), Normalizer(**ckpt["normalizer"]), ckpt["config"]
+
+
+def load_run(run: str | os.PathLike, device: str = "auto"):
+    """``Run(run).load(device)``: (lifter in eval mode, normaliser, config)."""
+    return Run(run).load(device)
+
+
+def read_history(run: str | os.PathLike) -> list[dict]:
+    return Run(run).history()
+
+
+def is_finished(run: str | os.PathLike, cfg: dict) -> bool:
+    return Run(run).finished(cfg)

@@ -1,0 +1,122 @@
+"""Seed studies: train named models over several seeds, evaluate them, write mean +/- std.
+
+    python -m lib.study --params default --models ours vae_gan supervised --seeds 3 [--out F]
+
+One run is an anecdote: the study trains every (model, seed) pair that is not already
+finished (``lib.book.ensure_run``: seed 0 is the book's run folder, seed k lives in
+``runs/<profile>/<model>-seed<k>``), evaluates each on every test split (cached beside the
+run) and writes one JSON file::
+
+    {"profile": ..., "seeds": [0, 1, 2], "splits": [...],
+     "models": {model: {split: {metric: {"mean", "std", "values"}}}},
+     "baselines": {"flat" | "mean_pose": {split: {metric: value}}},
+     "train_seconds": {model: [seconds per seed]}}
+
+The standard deviation is the sample standard deviation over seeds (0 for one seed). The
+book reads this file; nothing in it is chosen by looking at the test error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from .book import MODELS, evaluation, model_config, params_path, run_dir, test_splits
+from .train import ConfigError
+
+METRICS = ("pa_mpjpe", "pa_mpjpe_reflect", "n_mpjpe", "mpjpe", "pck150", "auc",
+           "mirrored_rate")
+
+
+class StudyError(ValueError):
+    """A study that cannot run: no seeds, an unknown model, a bad profile."""
+
+
+def check(profile: str, models, seeds: int) -> None:
+    """Stop before any training when the study cannot be done as asked."""
+    if seeds < 1:
+        raise StudyError(f"a study needs at least 1 seed, got {seeds}")
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise StudyError(f"unknown model(s) {unknown}; known: {sorted(MODELS)}")
+    if not models:
+        raise StudyError("a study needs at least one model")
+    params_path(profile)  # a clear error for an unknown profile
+    for m in models:
+        try:
+            model_config(profile, m)
+        except ConfigError as e:
+            raise StudyError(f"profile {profile!r} cannot train {m!r}: {e}") from None
+
+
+def aggregate(values: list[float]) -> dict:
+    """{"mean", "std", "values"} of one metric over seeds (std 0 for a single seed)."""
+    return {"mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": list(values)}
+
+
+def run_study(profile: str, models, seeds: int = 3, splits=None) -> dict:
+    """Train (or reuse) and evaluate every (model, seed); the study's JSON-ready dict."""
+    from .evaluate import baselines_for
+
+    check(profile, models, seeds)
+    splits = list(splits or test_splits(profile))
+    out = {"profile": profile, "seeds": list(range(seeds)), "splits": list(splits),
+           "models": {}, "train_seconds": {}}
+    total = len(models) * seeds
+    for i, model in enumerate(models):
+        per_split = {s: {k: [] for k in METRICS} for s in splits}
+        seconds = []
+        for seed in range(seeds):
+            print(f"[study {profile}] model {i * seeds + seed + 1} of {total}: {model}, "
+                  f"seed {seed}", file=sys.stderr, flush=True)
+            for s in splits:
+                res = evaluation(profile, model, s, seed=seed)
+                for k in METRICS:
+                    per_split[s][k].append(res[k])
+            seconds.append(train_seconds(run_dir(profile, model, seed)))
+        out["models"][model] = {s: {k: aggregate(v) for k, v in per_split[s].items()}
+                                for s in splits}
+        out["train_seconds"][model] = seconds
+    out["baselines"] = baselines_for(model_config(profile, models[0]), splits)
+    return out
+
+
+def train_seconds(run: Path) -> float:
+    """Training time of a run: the sum of its epochs' seconds in ``history.jsonl``."""
+    path = run / "history.jsonl"
+    rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    return round(sum(r["seconds"] for r in rows), 1)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m lib.study", description=__doc__.split("\n")[0])
+    p.add_argument("--params", default="default", help="profile name or params/<name>.yaml")
+    p.add_argument("--models", nargs="+", default=["ours", "vae_gan", "supervised"],
+                   help=f"models to study, of {sorted(MODELS)}")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (default 3)")
+    p.add_argument("--out", help="JSON file (default _build/study-<profile>.json)")
+    args = p.parse_args(argv)
+    profile = Path(args.params).stem
+    try:
+        res = run_study(profile, args.models, args.seeds)
+    except (StudyError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+    out = Path(args.out) if args.out else study_path(profile)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    print(f"wrote {out}")
+
+
+def study_path(profile: str) -> Path:
+    from .book import BUILD
+
+    return BUILD / f"study-{profile}.json"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The levers of the unsupervised lifter "ours" (issue 12): depth-only lifting, the
+lift-again cycle, the symmetry prior, the weight EMA, the cosine learning rate, the seed
+study and the 2D-only realism test. Hand computations and tiny CPU trainings."""
+
+import json
+import math
+
+import pytest
+import torch
+from test_train import STANDING, TINY, TRAIN, VAL
+
+from lib.book import OURS
+from lib.config import ConfigError, make_config
+from lib.geometry import project, random_rotation_y, rotation_matrices
+from lib.losses import cycle_loss
+from lib.models import build_models, lift_depth
+from lib.priors import symmetry_loss
+from lib.runs import load_run
+from lib.study import StudyError, aggregate, check
+from lib.train import Trainer
+
+
+def test_depth_lifting_reprojects_exactly():
+    x = torch.randn(5, 32) * 0.05
+    depth = torch.randn(5, 16) * 0.5
+    pose = lift_depth(x, depth)
+    assert torch.allclose(project(pose).flatten(1), x, atol=1e-6)
+    assert torch.equal(pose.unflatten(1, (16, 3))[..., 2], depth)
+    # hand case: x = 0.1, depth 2 -> X = 0.1 * (10 + 2) = 1.2
+    one = lift_depth(torch.full((1, 32), 0.1), torch.full((1, 16), 2.0))
+    assert torch.allclose(one.unflatten(1, (16, 3))[0, 0], torch.tensor([1.2, 1.2, 2.0]))
+
+
+def test_depth_only_lifter_has_16_outputs_and_reprojects():
+    lifter = build_models({"mode": "det_gan", "width": 32, "latent": 8,
+                           "depth_only": True})["lifter"].eval()
+    assert lifter.decoder.out.out_features == 16
+    x = torch.randn(4, 32) * 0.05
+    pose, _, _ = lifter(x, sample=False)
+    assert pose.shape == (4, 48)
+    assert torch.allclose(project(pose).flatten(1), x, atol=1e-6)
+    assert lifter.hypotheses(x, 3).shape == (4, 3, 48)
+
+
+def test_cycle_loss_is_zero_for_a_consistent_lifter_and_positive_otherwise():
+    pose = torch.randn(6, 16, 3) * 0.3
+    rotated, rot = random_rotation_y(pose, return_matrix=True,
+                                     generator=torch.Generator().manual_seed(0))
+    x = project(pose).flatten(1)
+    d3, d2 = cycle_loss(pose, rotated, rot, x)  # the relift equals the rotated first lift
+    assert d3.item() < 1e-6 and d2.item() < 1e-6
+    shifted = rotated + torch.tensor([0.0, 0.0, 0.5])  # every joint 0.5 deeper in the new view
+    d3, _ = cycle_loss(pose, shifted, rot, x)
+    assert d3.item() == pytest.approx(0.5, abs=1e-5)  # a rotation keeps the 0.5 length
+
+
+def test_rotation_matrix_is_returned_with_the_rotated_pose():
+    pose = torch.randn(3, 16, 3)
+    angles = torch.tensor([0.3, -1.0, 2.0])
+    rotated, rot = random_rotation_y(pose, angles=angles, return_matrix=True)
+    assert torch.allclose(rot, rotation_matrices(angles))
+    assert torch.allclose(rotated, pose @ rot.transpose(-1, -2))
+
+
+def test_symmetry_loss_by_hand():
+    pose = torch.as_tensor(STANDING[1:] - STANDING[:1], dtype=torch.float32)[None]
+    sym = symmetry_loss(pose)
+    assert sym.item() < 1e-6  # the standing body is left/right symmetric
+    longer = pose.clone()
+    longer[0, 5] = longer[0, 4] + 2 * (longer[0, 5] - longer[0, 4])  # left shin twice as long
+    # one pair of six differs: |2l - l| / (2l + l) = 1/3, averaged over 6 pairs
+    assert symmetry_loss(longer).item() == pytest.approx(1 / 18, rel=1e-5)
+    # a uniform scale changes nothing: the prior is on ratios
+    assert symmetry_loss(3 * longer).item() == pytest.approx(1 / 18, rel=1e-5)
+
+
+def test_cosine_learning_rate():
+    tr = Trainer({**TINY, "lr_schedule": "cosine", "epochs": 4}, "/tmp/unused", TRAIN, VAL)
+    assert [tr.lr_at(e) for e in range(5)] == pytest.approx(
+        [1e-3 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(5)])
+    assert tr.lr_at(0) == pytest.approx(1e-3) and tr.lr_at(4) == pytest.approx(0.0)
+
+
+def test_ours_trains_predicts_with_its_ema_and_resumes_bit_for_bit(tmp_path):
+    cfg = {**TINY, **OURS, "epochs": 3, "lambda_sym": 0.01, "lambda_hinge": 0.01}
+    a = Trainer(cfg, tmp_path / "a", train=TRAIN, val=VAL)
+    rows = a.fit()
+    assert all(r["cycle"] > 0 and math.isfinite(r["loss"]) for r in rows)
+    assert rows[-1]["cycle"] < rows[0]["cycle"]  # the views become consistent
+    assert [r["lr"] for r in rows] == pytest.approx([a.lr_at(e) for e in range(3)])
+    # the EMA differs from the raw weights, and it is what load_run returns
+    raw, ema = a.lifter.state_dict(), a.ema.state_dict()
+    assert any(not torch.equal(raw[k], ema[k]) for k in raw)
+    lifter, _, _ = load_run(tmp_path / "a", device="cpu")
+    for k, v in lifter.state_dict().items():
+        assert torch.equal(v, ema[k])
+    # interrupted after 1 epoch and resumed: the same weights and the same EMA
+    b = Trainer(cfg, tmp_path / "b", train=TRAIN, val=VAL)
+    b.fit(stop_after=1)
+    b2 = Trainer(cfg, tmp_path / "b", train=TRAIN, val=VAL)
+    b2.fit(resume=True)
+    for net in ("lifter", "ema"):
+        sa, sb = getattr(a, net).state_dict(), getattr(b2, net).state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), net
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    ({"ema": 1.0}, "ema"), ({"lr_schedule": "step"}, "lr_schedule"),
+    ({"mode": "supervised", "depth_only": True}, "unsupervised"),
+    ({"depth_only": True, "p_miss": 0.5}, "missing joints"),
+])
+def test_bad_settings_of_ours_are_clear_errors(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config({**TINY, **bad})
+
+
+def test_study_aggregates_mean_and_sample_std():
+    agg = aggregate([50.0, 52.0, 54.0])
+    assert agg["mean"] == 52.0 and agg["std"] == pytest.approx(2.0)
+    assert aggregate([51.0])["std"] == 0.0
+    json.dumps(agg)
+
+
+@pytest.mark.parametrize(("models", "seeds", "message"), [
+    (["ours"], 0, "at least 1 seed"), (["nosuch"], 3, "unknown model"), ([], 1, "one model"),
+])
+def test_study_refuses_before_training(models, seeds, message):
+    with pytest.raises(StudyError, match=message):
+        check("quick", models, seeds)
+
+
+def test_kcs_features_are_bone_lengths_and_products():
+    from lib.models import Discriminator, kcs_features
+
+    x = torch.zeros(1, 32)
+    x[0, 0:2] = torch.tensor([0.3, 0.0])  # r_hip 0.3 right of the pelvis
+    x[0, 2:4] = torch.tensor([0.3, 0.4])  # r_knee 0.4 below it
+    f = kcs_features(x)
+    assert f.shape == (1, 136)
+    # row 0 of the upper triangle: bone 0 (pelvis->r_hip) with bones 0..15
+    assert f[0, 0].item() == pytest.approx(0.09)  # |(0.3, 0)|^2
+    assert f[0, 1].item() == pytest.approx(0.0)  # (0.3, 0) . (0, 0.4): a right angle
+    assert f[0, 16].item() == pytest.approx(0.16)  # bone 1 (r_hip->r_knee) squared
+    assert Discriminator(width=16, features="kcs")(x).shape == (1, 1)
+    with pytest.raises(ValueError, match="pose' or 'kcs'"):
+        Discriminator(features="angles")
+
+
+def test_error_split_and_depth_correlation_by_hand():
+    from lib.diagnose import depth_correlation, error_split
+
+    gt = torch.zeros(3, 17, 3)
+    gt[:, 1] = torch.tensor([[100.0, 0, 50], [100.0, 0, -50], [100.0, 0, 10]])
+    pred = gt.clone()
+    pred[:, 1, 2] = -gt[:, 1, 2]  # the right hip mirrored in depth
+    split = error_split(pred, gt)
+    # scale first: s = <p, g> / <p, p> = (10000 - 2500) / 12500 for the first two poses
+    assert split["image"][0] == 0
+    assert split["depth"][1].item() > 0 and split["image"][1].item() > 0
+    assert depth_correlation(pred, gt)[1].item() == pytest.approx(-1.0)
+    assert depth_correlation(gt, gt)[1].item() == pytest.approx(1.0)

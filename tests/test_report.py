@@ -1,0 +1,49 @@
+"""Computed sentences (lib/report.py) on made-up study results, including a losing model."""
+
+from lib.report import mean_std, summary, targets
+
+
+def entry(*values):
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return {"mean": mean, "std": 0.0, "values": list(values)}
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return {"mean": mean, "std": std, "values": list(values)}
+
+
+def study(ours_pa, thesis_pa, mirrored=1.0):
+    split = "test_unseen_styles"
+    metrics = lambda pa: {"pa_mpjpe": entry(*pa), "mirrored_rate": entry(*[mirrored] * len(pa))}  # noqa: E731
+    return {"seeds": list(range(len(ours_pa))), "splits": [split],
+            "models": {"ours": {split: metrics(ours_pa)}, "vae_gan": {split: metrics(thesis_pa)}},
+            "baselines": {"flat": {split: {"pa_mpjpe": 66.0}}}}
+
+
+def test_mean_std_formats_one_and_many_seeds():
+    assert mean_std(entry(50.0, 52.0, 54.0)) == "52.0 ± 2.0"
+    assert mean_std(entry(51.25)) == "51.2" or mean_std(entry(51.25)) == "51.3"
+
+
+def test_summary_says_better_when_the_model_wins():
+    text = summary(study([50.0, 52.0, 54.0], [70.0] * 3), "ours", "ours", "vae_gan", "the thesis")
+    assert "52.0 ± 2.0 mm, better than the flat baseline's 66.0 mm (ratio 0.79)" in text
+    assert "18.0 mm below the thesis (70.0 mm)" in text
+    assert text.startswith("Over 3 seeds")
+
+
+def test_summary_says_worse_when_the_thesis_model_loses():
+    text = summary(study([50.0] * 3, [78.0, 79.0, 80.0]), "vae_gan", "the thesis's VAE-GAN",
+                   "ours", "ours")
+    assert "79.0 ± 1.0 mm, worse than the flat baseline's 66.0 mm (ratio 1.20)" in text
+    assert "29.0 mm above ours" in text
+
+
+def test_targets_met_and_not_met():
+    good = {r["target"].split()[0]: r["met"]
+            for r in targets(study([52.0, 52.5, 53.0], [70.0] * 3))}
+    assert good == {"PA-MPJPE": True, "std": True, "mirrored": True}
+    bad = {r["target"].split()[0]: r["met"]
+           for r in targets(study([50.0, 56.0, 62.0], [70.0] * 3, mirrored=9.0))}
+    assert bad == {"PA-MPJPE": False, "std": False, "mirrored": False}
+    one_seed = {r["target"].split()[0]: r["met"] for r in targets(study([50.0], [70.0]))}
+    assert one_seed["std"] is False  # a spread needs seeds
