@@ -49,7 +49,7 @@ LABELS = {
     "vae_gan_mirror": "VAE-GAN + knee-hinge prior (mirror-aware)",
     "ours": "Ours: depth lifter + discriminator + cycle consistency",
 }
-CHAPTERS = ("data", "training", "results", "best_hypothesis", "missing_joints",
+CHAPTERS = ("data", "training", "results", "diagnosis", "best_hypothesis", "missing_joints",
             "latent_space", "mirror", "conclusions")
 BUILD = REPO / "_build"
 

@@ -90,7 +90,7 @@ def evaluate_run(run, split: str, ks=(1, 5, 10, 20, 50), missing=(0, 1, 2),
 
 
 def realism_test(run, n: int = 20000, steps: int = 800, seed: int = 0,
-                 device: str = "auto") -> dict:
+                 device: str = "auto", train: dict | None = None) -> dict:
     """A 2D-only quality score of a trained lifter: can a fresh critic tell its novel views
     from real 2D poses? (a classifier two-sample test; no 3D ground truth involved).
 
@@ -99,7 +99,7 @@ def realism_test(run, n: int = 20000, steps: int = 800, seed: int = 0,
     against novel on 80% of them and is scored on the other 20%. ``accuracy`` near 50%
     means the novel views are indistinguishable from real poses, i.e. the 3D is plausible
     from every side; higher means the critic found a tell. This is the criterion used to
-    choose between unsupervised variants.
+    choose between unsupervised variants. ``train`` replaces the run's training split.
     """
     from .geometry import project, random_rotation_y
     from .models import Discriminator
@@ -107,7 +107,8 @@ def realism_test(run, n: int = 20000, steps: int = 800, seed: int = 0,
     lifter, norm, cfg = load_run(run, device)
     dev = next(lifter.parameters()).device
     gen = torch.Generator(dev).manual_seed(seed)
-    train = D.subset(D.load(cfg, "train"), 2 * n, seed=seed)
+    train = D.subset(train if train is not None else D.load(cfg, "train"), 2 * n, seed=seed)
+    n = len(train["pose2d"]) // 2
     x = torch.as_tensor(norm.pose2d(train["pose2d"]), device=dev)
     real, lifted = x[:n], x[n:2 * n]
     with torch.no_grad():

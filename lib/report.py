@@ -72,3 +72,59 @@ def summary(study: dict, model: str, label: str, reference: str | None = None,
                      f"{reference_label or reference} ({ref:.1f} mm)")
         parts.append(text)
     return f"Over {seeds}: " + "; ".join(parts) + "."
+
+
+def diagnosis(splits: dict, depth_corr: dict, codes: dict, beta_corr: float, thesis: str,
+              ours: str, flat: str) -> str:
+    """The diagnosis chapter's conclusion from its measurements.
+
+    splits: {label: {"image" | "depth": per-joint errors (J,) with the root first}};
+    depth_corr: {label: mean per-joint depth correlation}; codes: {"mean code",
+    "one sampled code": PA-MPJPE}; beta_corr: correlation over epochs between the KL weight
+    and the depth correlation (NaN when beta is constant).
+    """
+    def mean(label, part):
+        return float(splits[label][part][1:].mean())
+
+    ti, td = mean(thesis, "image"), mean(thesis, "depth")
+    fi, fd = mean(flat, "image"), mean(flat, "depth")
+    oi, od = mean(ours, "image"), mean(ours, "depth")
+    lines = [
+        f"- Per joint, after scale alignment, {thesis} errs by {ti:.1f} mm in the image plane "
+        f"and {td:.1f} mm in depth; {ours} by {oi:.1f} and {od:.1f} mm; the flat guess by "
+        f"{fi:.1f} and {fd:.1f} mm.",
+    ]
+    gain, loss = fd - td, ti - fi
+    if gain <= 0:
+        lines.append(f"- In depth, {thesis} is {-gain:.1f} mm *worse* than predicting no depth "
+                     "at all: it has not learnt depth.")
+    else:
+        lines.append(f"- {thesis} gains {gain:.1f} mm in depth over the flat guess"
+                     + (f" but loses {loss:.1f} mm in the image plane, where the flat guess "
+                        "copies the input exactly: its reprojection is not exact enough, so "
+                        "the image-plane error eats the depth gain." if loss > 0 else "."))
+    tc, oc = depth_corr[thesis], depth_corr[ours]
+    lines.append(f"- The predicted depth of a joint follows the true depth with a mean "
+                 f"correlation of {tc:.2f} for {thesis} and {oc:.2f} for {ours} "
+                 f"({'higher' if oc > tc else 'not higher'} for ours).")
+    m, s = codes["mean code"], codes["one sampled code"]
+    lines.append(f"- Decoding one sampled latent code instead of the mean code gives "
+                 f"{s:.1f} mm instead of {m:.1f} mm ({100 * (s / m - 1):+.0f}%): training "
+                 f"optimises the {'noisier' if s > m else 'no worse'} sampled decoder.")
+    if beta_corr == beta_corr:  # not NaN
+        lines.append(f"- Over the epochs, the KL weight and the depth correlation correlate at "
+                     f"{beta_corr:+.2f}: "
+                     + ("the KL term works against depth." if beta_corr < -0.3 else
+                        "the KL term helps depth." if beta_corr > 0.3 else
+                        "no clear link between the KL cycle and depth."))
+    else:
+        lines.append("- The KL weight is constant over this profile's epochs, so its effect on "
+                     "depth cannot be read here.")
+    return "\n".join(lines)
+
+
+def versus(label_a: str, a: float, label_b: str, b: float, what: str = "PA-MPJPE",
+           unit: str = "mm") -> str:
+    """"A (x mm) is better than B (y mm) in PA-MPJPE" for errors (lower is better)."""
+    word = "better than" if a < b else "worse than" if a > b else "as good as"
+    return f"{label_a} ({a:.1f} {unit}) is {word} {label_b} ({b:.1f} {unit}) in {what}"

@@ -23,12 +23,15 @@ from pathlib import Path
 import torch
 import yaml
 
-from .config import RUNTIME_KEYS, make_config, pick_device
+from .config import DEFAULTS, RUNTIME_KEYS, make_config, pick_device
 from .geometry import Normalizer
 
 
 def config_differences(a: dict, b: dict) -> list[str]:
-    """Keys (other than runtime keys) on which two configurations differ, sorted."""
+    """Keys (other than runtime keys) on which two configurations differ, sorted. A key that
+    one of them lacks counts as its default (a parameter added later, whose default keeps
+    the old behaviour, does not make an older run different)."""
+    a, b = {**DEFAULTS, **a}, {**DEFAULTS, **b}
     return sorted(k for k in set(a) | set(b) if k not in RUNTIME_KEYS and a.get(k) != b.get(k))
 
 

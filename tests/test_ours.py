@@ -159,3 +159,28 @@ def test_error_split_and_depth_correlation_by_hand():
     assert split["depth"][1].item() > 0 and split["image"][1].item() > 0
     assert depth_correlation(pred, gt)[1].item() == pytest.approx(-1.0)
     assert depth_correlation(gt, gt)[1].item() == pytest.approx(1.0)
+
+
+def test_a_run_saved_before_a_new_parameter_still_matches(tmp_path):
+    from lib.config import DEFAULTS
+    from lib.runs import Run
+
+    cfg = make_config({**TINY, "epochs": 1})
+    run = Run(tmp_path / "r")
+    old = {k: v for k, v in cfg.items() if k != "disc_features"}  # written before the key
+    run.write_config(old)
+    (tmp_path / "r" / "done").write_text("1\n")
+    assert run.matches(cfg) and run.finished(cfg)
+    assert not run.matches({**cfg, "disc_features": "kcs"})
+    assert DEFAULTS["disc_features"] == "pose"
+
+
+def test_realism_test_catches_an_untrained_lifter(tmp_path):
+    from lib.evaluate import realism_test
+
+    tr = Trainer({**TINY, **OURS, "epochs": 1}, tmp_path / "r", train=TRAIN, val=VAL)
+    (tmp_path / "r").mkdir()
+    tr.save()  # weights straight from initialisation: random depths
+    a = realism_test(tmp_path / "r", n=1024, steps=150, device="cpu", train=TRAIN)
+    assert a["critic_accuracy"] > 70  # a fresh critic tells its novel views from real 2D
+    assert a == realism_test(tmp_path / "r", n=1024, steps=150, device="cpu", train=TRAIN)

@@ -47,3 +47,26 @@ def test_targets_met_and_not_met():
     assert bad == {"PA-MPJPE": False, "std": False, "mirrored": False}
     one_seed = {r["target"].split()[0]: r["met"] for r in targets(study([50.0], [70.0]))}
     assert one_seed["std"] is False  # a spread needs seeds
+
+
+def test_diagnosis_names_the_failing_part():
+    import torch
+
+    from lib.report import diagnosis
+
+    def errs(image, depth):
+        return {"image": torch.tensor([0.0] + [image] * 16),
+                "depth": torch.tensor([0.0] + [depth] * 16)}
+
+    splits = {"T": errs(30.0, 40.0), "O": errs(0.0, 25.0), "F": errs(0.0, 45.0)}
+    text = diagnosis(splits, {"T": 0.3, "O": 0.8}, {"mean code": 70.0, "one sampled code": 77.0},
+                     -0.6, thesis="T", ours="O", flat="F")
+    assert "T gains 5.0 mm in depth over the flat guess but loses 30.0 mm in the image" in text
+    assert "0.30 for T and 0.80 for O (higher for ours)" in text
+    assert "77.0 mm instead of 70.0 mm (+10%)" in text
+    assert "works against depth" in text
+    worse = diagnosis({**splits, "T": errs(0.0, 50.0)}, {"T": 0.1, "O": 0.0},
+                      {"mean code": 70.0, "one sampled code": 70.0}, float("nan"),
+                      thesis="T", ours="O", flat="F")
+    assert "5.0 mm *worse* than predicting no depth" in worse
+    assert "(not higher for ours)" in worse and "constant over this profile" in worse
