@@ -1,6 +1,7 @@
 """Seed studies: train named models over several seeds, evaluate them, write mean +/- std.
 
     python -m lib.study --params default --models ours vae_gan supervised --seeds 3 [--out F]
+    python -m lib.study --params default --select      # how "ours" was chosen, 2D only
 
 One run is an anecdote: the study trains every (model, seed) pair that is not already
 finished (``lib.book.ensure_run``: seed 0 is the book's run folder, seed k lives in
@@ -24,8 +25,12 @@ import statistics
 import sys
 from pathlib import Path
 
-from .book import MODELS, evaluation, model_config, params_path, run_dir, test_splits
-from .train import ConfigError
+from . import data as D
+from .book import MODELS, OURS, evaluation, model_config, params_path, run_dir, test_splits
+from .config import ConfigError, load_params, make_config
+from .data import REPO
+
+BUILD_DIR = REPO / "_build"
 
 METRICS = ("pa_mpjpe", "pa_mpjpe_reflect", "n_mpjpe", "mpjpe", "pck150", "auc",
            "mirrored_rate")
@@ -47,8 +52,11 @@ def check(profile: str, models, seeds: int) -> None:
     params_path(profile)  # a clear error for an unknown profile
     for m in models:
         try:
-            model_config(profile, m)
-        except ConfigError as e:
+            cfg = model_config(profile, m)
+            if cfg["dataset"] == "h36m" and not (D.h36m_folder(cfg) / "train.npz").is_file():
+                raise StudyError(f"profile {profile!r}: no Human3.6M cache in "
+                                 f"{D.h36m_folder(cfg)}; build it with python -m lib.h36m")
+        except (ConfigError, D.DataError) as e:
             raise StudyError(f"profile {profile!r} cannot train {m!r}: {e}") from None
 
 
@@ -86,6 +94,39 @@ def run_study(profile: str, models, seeds: int = 3, splits=None) -> dict:
     return out
 
 
+# The settings compared when "ours" was chosen (lib.book.OURS is the winner), each on top of
+# the profile; a short budget, since only their ranking by the 2D-only test matters.
+CANDIDATES = {
+    "det_gan": {"mode": "det_gan"},
+    "depth": {"mode": "det_gan", "depth_only": True},
+    "depth+cycle0.01": OURS,
+    "depth+cycle0.1": {**OURS, "lambda_cycle": 0.1},
+    "depth+cycle0.01+disc_no_dropout": {**OURS, "disc_dropout": 0.0},
+}
+SELECT_BUDGET = {"train_size": 80000, "epochs": 8}
+
+
+def select(profile: str, candidates=CANDIDATES, budget=SELECT_BUDGET) -> dict:
+    """Train each candidate briefly (``runs/<profile>/select/<name>``) and score it with
+    the 2D-only realism test; {name: {"critic_accuracy", "critic_bce"}}, lower is better.
+    No 3D ground truth is read."""
+    from .evaluate import realism_test
+    from .runs import Run
+    from .train import Trainer
+
+    params = load_params(params_path(profile))
+    out = {}
+    for i, (name, overrides) in enumerate(candidates.items()):
+        print(f"[select {profile}] candidate {i + 1} of {len(candidates)}: {name}",
+              file=sys.stderr, flush=True)
+        cfg = make_config(params, {**overrides, **budget})
+        run = Run(REPO / "runs" / profile / "select" / name)
+        if not run.finished(cfg):
+            Trainer(cfg, run.path).fit(resume=run.checkpoint.is_file() and run.matches(cfg))
+        out[name] = realism_test(run.path)
+    return out
+
+
 def train_seconds(run: Path) -> float:
     """Training time of a run: the sum of its epochs' seconds in ``history.jsonl``."""
     path = run / "history.jsonl"
@@ -100,8 +141,19 @@ def main(argv=None) -> None:
                    help=f"models to study, of {sorted(MODELS)}")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (default 3)")
     p.add_argument("--out", help="JSON file (default _build/study-<profile>.json)")
+    p.add_argument("--select", action="store_true",
+                   help="instead: rank lib.study.CANDIDATES by the 2D-only realism test")
     args = p.parse_args(argv)
     profile = Path(args.params).stem
+    if args.select:
+        res = select(profile)
+        for name, r in sorted(res.items(), key=lambda kv: kv[1]["critic_accuracy"]):
+            print(f"{name:40s} critic accuracy {r['critic_accuracy']:5.1f}%  "
+                  f"BCE {r['critic_bce']:.3f}")
+        out = Path(args.out) if args.out else BUILD_DIR / f"select-{profile}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+        return
     try:
         res = run_study(profile, args.models, args.seeds)
     except (StudyError, FileNotFoundError) as e:
@@ -113,9 +165,7 @@ def main(argv=None) -> None:
 
 
 def study_path(profile: str) -> Path:
-    from .book import BUILD
-
-    return BUILD / f"study-{profile}.json"
+    return BUILD_DIR / f"study-{profile}.json"
 
 
 if __name__ == "__main__":

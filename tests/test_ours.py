@@ -184,3 +184,13 @@ def test_realism_test_catches_an_untrained_lifter(tmp_path):
     a = realism_test(tmp_path / "r", n=1024, steps=150, device="cpu", train=TRAIN)
     assert a["critic_accuracy"] > 70  # a fresh critic tells its novel views from real 2D
     assert a == realism_test(tmp_path / "r", n=1024, steps=150, device="cpu", train=TRAIN)
+
+
+def test_study_refuses_a_profile_without_its_data(tmp_path, monkeypatch):
+    import lib.book
+
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "mine.yaml").write_text("dataset: h36m\nh36m_dir: /nowhere\n")
+    monkeypatch.setattr(lib.book, "REPO", tmp_path)
+    with pytest.raises(StudyError, match="no Human3.6M cache in /nowhere"):
+        check("mine", ["ours"], 3)

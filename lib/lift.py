@@ -1,0 +1,317 @@
+"""Lift your own 2D keypoints to 3D with a trained run.
+
+    python -m lib.lift --run runs/default/ours --input keypoints.json [--format coco17|h36m17]
+                       [--image-size W H] [--k 10] [--out poses.npz] [--plot poses.png]
+
+From Python::
+
+    from lib.lift import PoseLifter
+    lifter = PoseLifter.from_run("runs/default/ours")
+    result = lifter.lift(keypoints_px, fmt="coco17")   # (N, 17, 2 or 3) pixels [+ score]
+    result.poses   # (M, 17, 3) root-relative 3D, camera axes (x right, y down, z away)
+
+Units: millimetres *of the training data's body*: the network's 3D is multiplied by the
+training split's mean head-to-pelvis length, so a person of another size comes out at the
+training size (a single image cannot tell size from distance). Each pose is normalised by
+its own 2D head-to-pelvis length, so the pixel scale, image size and resolution do not
+matter. Frames without a usable person (all joints missing, NaN or all zero) are skipped
+and reported in ``result.skipped``; they are not errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .geometry import C, apply_mask, center, chain_length
+from .runs import Run
+from .skeleton import JOINTS, SCALE_CHAIN
+
+# COCO-17 keypoint order, as detectors (Detectron2, MMPose, OpenPifPaf, YOLO-pose) write it
+COCO17 = ("nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder",
+          "l_elbow", "r_elbow", "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee", "r_knee",
+          "l_ankle", "r_ankle")
+_CO = {name: i for i, name in enumerate(COCO17)}
+# joints taken over directly (Human3.6M-17 index -> COCO-17 index)
+COCO_DIRECT = {1: _CO["r_hip"], 2: _CO["r_knee"], 3: _CO["r_ankle"], 4: _CO["l_hip"],
+               5: _CO["l_knee"], 6: _CO["l_ankle"], 9: _CO["nose"], 11: _CO["l_shoulder"],
+               12: _CO["l_elbow"], 13: _CO["l_wrist"], 14: _CO["r_shoulder"],
+               15: _CO["r_elbow"], 16: _CO["r_wrist"]}
+HEAD_ABOVE_EARS = 0.5  # head top: ear midpoint + this x (ear midpoint - thorax)
+
+
+class LiftError(ValueError):
+    """Input that cannot be lifted: the message names the file and what is wrong."""
+
+
+def coco_to_h36m(kp: np.ndarray) -> np.ndarray:
+    """COCO-17 keypoints (N, 17, D) -> Human3.6M-17 (N, 17, D); D = 2 (x, y) or 3 (+ score).
+
+    pelvis = midpoint of the hips; thorax = midpoint of the shoulders; spine = midpoint of
+    pelvis and thorax; neck/nose = the nose; head (top) = the ear midpoint moved away from
+    the thorax by half the thorax-to-ears distance; the limbs are taken over as they are.
+    A derived joint's score is the smallest score of the points it is made from.
+    """
+    kp = np.asarray(kp, dtype=np.float64)
+    if kp.ndim != 3 or kp.shape[1] != 17 or kp.shape[2] not in (2, 3):
+        raise LiftError(f"COCO-17 keypoints must be (N, 17, 2 or 3), got {kp.shape}")
+    out = np.zeros_like(kp)
+    for h, c in COCO_DIRECT.items():
+        out[:, h] = kp[:, c]
+
+    def mid(a, b):
+        m = 0.5 * (a + b)
+        if kp.shape[2] == 3:
+            m[:, 2] = np.minimum(a[:, 2], b[:, 2])
+        return m
+
+    out[:, 0] = mid(kp[:, _CO["l_hip"]], kp[:, _CO["r_hip"]])
+    out[:, 8] = mid(kp[:, _CO["l_shoulder"]], kp[:, _CO["r_shoulder"]])
+    out[:, 7] = mid(out[:, 0], out[:, 8])
+    ears = mid(kp[:, _CO["l_ear"]], kp[:, _CO["r_ear"]])
+    out[:, 10] = ears
+    out[:, 10, :2] = ears[:, :2] + HEAD_ABOVE_EARS * (ears[:, :2] - out[:, 8, :2])
+    if kp.shape[2] == 3:
+        out[:, 10, 2] = np.minimum(ears[:, 2], out[:, 8, 2])
+    return out
+
+
+@dataclass
+class LiftResult:
+    """poses: (M, 17, 3) root-relative 3D of the M frames kept; frames: (M,) their indices
+    in the input; std: (M, 17) spread of k hypotheses per joint (k > 1), else None;
+    skipped: {frame index: reason}."""
+
+    poses: np.ndarray
+    frames: np.ndarray
+    std: np.ndarray | None = None
+    skipped: dict = field(default_factory=dict)
+
+
+class PoseLifter:
+    """A trained run, ready to lift pixels: ``PoseLifter.from_run(path).lift(keypoints)``."""
+
+    def __init__(self, net: torch.nn.Module, norm, cfg: dict, source: str = "model"):
+        self.net, self.norm, self.cfg, self.source = net, norm, cfg, source
+        self.device = next(net.parameters()).device
+
+    @classmethod
+    def from_run(cls, path, device: str = "auto", allow_unfinished: bool = False) -> PoseLifter:
+        run = Run(path)
+        if not run.path.is_dir():
+            raise LiftError(f"{run.path}: no such run folder")
+        if not allow_unfinished and not run.finished():
+            raise LiftError(f"{run.path}: the run is not finished (no 'done' marker); finish "
+                            f"it with python -m lib.train --resume, or pass allow_unfinished")
+        try:
+            net, norm, cfg = run.load(device)
+        except FileNotFoundError as e:
+            raise LiftError(str(e)) from None
+        except Exception as e:  # a torn or foreign file: say which, not a traceback
+            raise LiftError(f"{run.checkpoint}: unreadable checkpoint ({type(e).__name__}: "
+                            f"{e}); train the run again") from None
+        return cls(net, norm, cfg, str(run.path))
+
+    @property
+    def handles_missing_joints(self) -> bool:
+        """Only models trained with hidden joints (p_miss > 0) know what a zeroed joint
+        means; a depth-only model needs every joint's position."""
+        return self.cfg.get("p_miss", 0) > 0 and not self.cfg.get("depth_only", False)
+
+    def lift(self, keypoints, fmt: str = "h36m17", scores=None, threshold: float = 0.3,
+             k: int = 1, image_size=None, seed: int = 0, where: str = "input") -> LiftResult:
+        """Lift (N, 17, 2) pixel keypoints (or (N, 17, 3) with a confidence per joint).
+
+        Joints whose confidence is below ``threshold`` are missing: a model trained with
+        missing joints lifts the pose without them, any other model skips that frame
+        (reported in ``skipped``). ``image_size`` (w, h), if given, only checks that the
+        keypoints lie in the image. ``k > 1`` samples k hypotheses (variational models) and
+        returns their mean and per-joint spread. ``where`` names the input in messages.
+        """
+        kp = np.asarray(keypoints, dtype=np.float64)
+        if kp.ndim == 2 and kp.shape[0] == 17:
+            kp = kp[None]
+        if kp.ndim != 3 or kp.shape[1] != 17 or kp.shape[2] not in (2, 3):
+            raise LiftError(f"{where}: keypoints must be (frames, 17, 2 or 3), got "
+                            f"{kp.shape}; 17 joints in {fmt} order")
+        if len(kp) == 0:
+            raise LiftError(f"{where}: no frames")
+        if fmt not in ("h36m17", "coco17"):
+            raise LiftError(f"{where}: unknown format {fmt!r}; use coco17 or h36m17")
+        if scores is not None:
+            kp = np.concatenate([kp[..., :2], np.asarray(scores, float)[..., None]], -1)
+        if fmt == "coco17":
+            kp = coco_to_h36m(kp)
+        if not isinstance(k, int) or k < 1:
+            raise LiftError(f"k must be a positive integer, got {k!r}")
+        xy = kp[..., :2]
+        finite = np.isfinite(kp).all(-1)
+        conf = kp[..., 2] if kp.shape[2] == 3 else np.ones(kp.shape[:2])
+        visible = finite & (conf >= threshold) & (np.abs(xy).sum(-1) > 0)
+        if image_size is not None:
+            w, h = image_size
+            inside = (xy[..., 0] >= 0) & (xy[..., 0] <= w) & (xy[..., 1] >= 0) & (xy[..., 1] <= h)
+            visible &= inside | ~finite
+        skipped = {}
+        keep = []
+        needed = set(SCALE_CHAIN)  # the scale (and the root) must be seen
+        for i in range(len(kp)):
+            miss = [j for j in range(17) if not visible[i, j]]
+            if len(miss) == 17:
+                skipped[i] = "no person (every joint missing, zero or not finite)"
+            elif needed & set(miss):
+                names = ", ".join(JOINTS[j] for j in sorted(needed & set(miss)))
+                skipped[i] = f"missing {names}: needed for the pose's scale"
+            elif miss and not self.handles_missing_joints:
+                skipped[i] = (f"missing {', '.join(JOINTS[j] for j in miss)}; this model was "
+                              f"not trained with missing joints (train with p_miss > 0)")
+            else:
+                keep.append(i)
+        keep = np.asarray(keep, dtype=int)
+        if len(keep) == 0:
+            return LiftResult(np.zeros((0, 17, 3)), keep, None, skipped)
+        xy = np.where(visible[keep, :, None], xy[keep], 0.0)
+        rel = center(xy)
+        scale = chain_length(xy)[:, None, None]  # per pose: any camera, any resolution
+        x = torch.as_tensor((rel[:, 1:] / (scale * C)).reshape(len(keep), -1),
+                            dtype=torch.float32, device=self.device)
+        mask = torch.as_tensor(visible[keep, 1:], dtype=torch.float32, device=self.device)
+        x = apply_mask(x, mask)
+        with torch.no_grad():
+            if k == 1 or not getattr(self.net, "variational", False):
+                poses = self.norm.to_mm(self.net(x, sample=False)[0].float())
+                std = None
+            else:
+                gen = torch.Generator(self.device).manual_seed(seed)
+                hyps = self.net.hypotheses(x, k, generator=gen).float()  # (M, k, 48)
+                mm = self.norm.to_mm(hyps.flatten(0, 1)).unflatten(0, (len(keep), k))
+                poses = mm.mean(1)
+                std = mm.std(1).norm(dim=-1).cpu().numpy()
+        return LiftResult(poses.cpu().numpy(), keep, std, skipped)
+
+
+# --------------------------------------------------------------------------------------
+# files
+# --------------------------------------------------------------------------------------
+
+
+def read_keypoints(path) -> np.ndarray:
+    """(N, 17, 2 or 3) float keypoints from an .npz (key ``keypoints``) or a .json file:
+    a list with one entry per frame, each 17 x [x, y, score], a flat list of 51 numbers
+    (COCO results' ``keypoints``), or a dict with a ``keypoints`` field; an empty entry is a
+    frame without a person (kept as NaN, skipped when lifting)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LiftError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise LiftError(f"{path}: the file is empty")
+    if path.suffix == ".npz":
+        try:
+            with np.load(path) as f:
+                if "keypoints" not in f:
+                    raise LiftError(f"{path}: no 'keypoints' array (found {sorted(f.files)})")
+                kp = np.asarray(f["keypoints"], dtype=np.float64)
+        except (ValueError, OSError) as e:
+            raise LiftError(f"{path}: not a readable .npz file ({e})") from None
+    elif path.suffix == ".json":
+        try:
+            raw = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise LiftError(f"{path}: not valid JSON ({e})") from None
+        if isinstance(raw, dict):
+            raw = raw.get("frames", raw.get("keypoints"))
+        if not isinstance(raw, list) or not raw:
+            raise LiftError(f"{path}: expected a non-empty list of frames")
+        frames = []
+        for i, entry in enumerate(raw):
+            if isinstance(entry, dict):
+                entry = entry.get("keypoints", [])
+            arr = np.asarray(entry if entry is not None else [], dtype=np.float64)
+            if arr.size == 0:
+                frames.append(np.full((17, 3), np.nan))
+                continue
+            if arr.ndim == 1 and arr.size in (34, 51):
+                arr = arr.reshape(17, arr.size // 17)
+            if arr.shape not in ((17, 2), (17, 3)):
+                raise LiftError(f"{path}: frame {i} has {arr.size} numbers in shape "
+                                f"{arr.shape}; expected 17 x (x, y[, score])")
+            frames.append(arr if arr.shape[1] == 3 else np.c_[arr, np.ones(17)])
+        kp = np.stack(frames)
+    else:
+        raise LiftError(f"{path}: unknown file type {path.suffix!r}; use .json or .npz")
+    if kp.ndim != 3 or kp.shape[1] != 17 or kp.shape[2] not in (2, 3):
+        raise LiftError(f"{path}: keypoints must be (frames, 17, 2 or 3), got {kp.shape}")
+    if np.isinf(kp).any():
+        raise LiftError(f"{path}: keypoints hold infinite values")
+    return kp
+
+
+def plot_result(path, keypoints_h36m: np.ndarray, result: LiftResult, frame: int = 0) -> None:
+    """The 2D input beside the 3D result from the front and from the side, for one frame."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plots import skeleton_2d, skeleton_3d
+
+    i = int(np.flatnonzero(result.frames == frame)[0]) if frame in result.frames else 0
+    fig = plt.figure(figsize=(12, 4))
+    ax = fig.add_subplot(1, 3, 1)
+    skeleton_2d(ax, keypoints_h36m[result.frames[i], :, :2])
+    ax.set_title(f"2D input, frame {result.frames[i]} (pixels)")
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")
+    for j, (azim, name) in enumerate(((-90, "front"), (0, "side"))):
+        ax = fig.add_subplot(1, 3, j + 2, projection="3d")
+        skeleton_3d(ax, result.poses[i])
+        ax.view_init(elev=10, azim=azim)
+        ax.set_title(f"3D, {name} view (mm)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m lib.lift", description=__doc__.split("\n")[0])
+    p.add_argument("--run", required=True, help="a finished run folder (e.g. runs/default/ours)")
+    p.add_argument("--input", required=True, help=".json or .npz keypoints in pixels")
+    p.add_argument("--format", default="coco17", choices=("coco17", "h36m17"))
+    p.add_argument("--image-size", nargs=2, type=int, metavar=("W", "H"))
+    p.add_argument("--threshold", type=float, default=0.3, help="confidence below = missing")
+    p.add_argument("--k", type=int, default=1, help="hypotheses per frame (variational models)")
+    p.add_argument("--out", default="poses3d.npz", help="output .npz (poses3d, frames[, std])")
+    p.add_argument("--plot", help="also draw the first kept frame to this .png")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    try:
+        lifter = PoseLifter.from_run(args.run, args.device)
+        kp = read_keypoints(args.input)
+        res = lifter.lift(kp, fmt=args.format, threshold=args.threshold, k=args.k,
+                          image_size=args.image_size, where=args.input)
+    except LiftError as e:
+        sys.exit(f"error: {e}")
+    for i, why in res.skipped.items():
+        print(f"{args.input}: frame {i} skipped: {why}", file=sys.stderr)
+    if len(res.frames) == 0:
+        sys.exit(f"error: {args.input}: no frame could be lifted (see above)")
+    out = {"poses3d": res.poses.astype(np.float32), "frames": res.frames}
+    if res.std is not None:
+        out["std"] = res.std.astype(np.float32)
+    np.savez(args.out, **out)
+    if args.plot:
+        h36m = coco_to_h36m(kp) if args.format == "coco17" else kp
+        plot_result(args.plot, h36m, res)
+    print(json.dumps({"run": args.run, "input": args.input, "frames": len(kp),
+                      "lifted": len(res.frames), "skipped": len(res.skipped), "out": args.out,
+                      "units": "mm of the training body, root-relative, camera axes"}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Lifting one's own keypoints (lib/lift.py): COCO conversion by hand, invariance to the
+camera's pixel scale, skipped frames, and a clear error for every kind of bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from test_train import TINY, TRAIN, VAL
+
+from lib.book import OURS
+from lib.lift import COCO17, LiftError, PoseLifter, coco_to_h36m, main, read_keypoints
+from lib.train import Trainer
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lift") / "ours"
+    Trainer({**TINY, **OURS, "epochs": 1}, out, train=TRAIN, val=VAL).fit()
+    return out
+
+
+def coco_person():
+    """A hand-made COCO-17 person: hips at y=300, shoulders at y=100, 20 px apart sideways."""
+    kp = np.zeros((17, 3))
+    pts = {"nose": (50, 60), "l_eye": (55, 55), "r_eye": (45, 55), "l_ear": (60, 60),
+           "r_ear": (40, 60), "l_shoulder": (80, 100), "r_shoulder": (20, 100),
+           "l_elbow": (90, 160), "r_elbow": (10, 160), "l_wrist": (95, 220),
+           "r_wrist": (5, 220), "l_hip": (65, 300), "r_hip": (35, 300), "l_knee": (66, 400),
+           "r_knee": (34, 400), "l_ankle": (67, 500), "r_ankle": (33, 500)}
+    for name, (x, y) in pts.items():
+        kp[COCO17.index(name)] = (x, y, 0.9)
+    kp[COCO17.index("l_ear"), 2] = 0.5
+    return kp
+
+
+def test_coco_to_h36m_by_hand():
+    h = coco_to_h36m(coco_person()[None])[0]
+    assert h[0, :2].tolist() == [50, 300]  # pelvis: mid-hips
+    assert h[8, :2].tolist() == [50, 100]  # thorax: mid-shoulders
+    assert h[7, :2].tolist() == [50, 200]  # spine: between them
+    assert h[9, :2].tolist() == [50, 60]  # neck/nose: the nose
+    assert h[10, :2].tolist() == [50, 40]  # head: ears (50, 60) + 0.5 x ((50, 60) - (50, 100))
+    assert h[1, :2].tolist() == [35, 300] and h[4, :2].tolist() == [65, 300]  # right, left hip
+    assert h[13, :2].tolist() == [95, 220] and h[16, :2].tolist() == [5, 220]  # wrists
+    assert h[10, 2] == 0.5  # a derived joint takes the smallest score of its sources
+    assert h[0, 2] == 0.9
+
+
+def test_lift_is_invariant_to_pixel_scale_and_position(run):
+    lifter = PoseLifter.from_run(run, device="cpu")
+    kp = VAL["pose2d"][:8].astype(np.float64)
+    a = lifter.lift(kp)
+    b = lifter.lift(kp * 2.5 + 300.0)  # another focal length / resolution, another place
+    assert a.poses.shape == (8, 17, 3) and a.frames.tolist() == list(range(8))
+    assert np.abs(a.poses[:, 0]).max() == 0  # root-relative
+    np.testing.assert_allclose(a.poses, b.poses, atol=1e-3)
+
+
+def test_lift_coco_and_skips_frames_without_a_person(run):
+    lifter = PoseLifter.from_run(run, device="cpu")
+    person = coco_person()
+    occluded = person.copy()
+    occluded[COCO17.index("l_wrist"), 2] = 0.1  # below the threshold: missing
+    kp = np.stack([person, np.zeros((17, 3)), np.full((17, 3), np.nan), occluded])
+    res = lifter.lift(kp, fmt="coco17")
+    assert res.frames.tolist() == [0] and res.poses.shape == (1, 17, 3)
+    assert "no person" in res.skipped[1] and "no person" in res.skipped[2]
+    assert "l_wrist" in res.skipped[3] and "p_miss" in res.skipped[3]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "the file is empty"),
+    (b"{not json", "not valid JSON"),
+    (json.dumps([[[1, 2, 1]] * 16]).encode(), "frame 0 has 48 numbers"),
+    (json.dumps({"other": 1}).encode(), "non-empty list of frames"),
+])
+def test_bad_json_files_are_named(tmp_path, content, message):
+    path = tmp_path / "k.json"
+    path.write_bytes(content)
+    with pytest.raises(LiftError, match=f"{path}: .*{message}|{message}"):
+        read_keypoints(path)
+
+
+def test_bad_npz_and_paths_are_named(tmp_path):
+    np.savez(tmp_path / "a.npz", other=np.zeros(3))
+    with pytest.raises(LiftError, match="no 'keypoints' array"):
+        read_keypoints(tmp_path / "a.npz")
+    np.savez(tmp_path / "b.npz", keypoints=np.zeros((4, 16, 2)))
+    with pytest.raises(LiftError, match=r"b.npz: keypoints must be \(frames, 17, 2 or 3\)"):
+        read_keypoints(tmp_path / "b.npz")
+    np.savez(tmp_path / "c.npz", keypoints=np.full((2, 17, 2), np.inf))
+    with pytest.raises(LiftError, match="infinite"):
+        read_keypoints(tmp_path / "c.npz")
+    (tmp_path / "d.csv").write_text("1,2")
+    with pytest.raises(LiftError, match="unknown file type '.csv'"):
+        read_keypoints(tmp_path / "d.csv")
+    with pytest.raises(LiftError, match="no such file"):
+        read_keypoints(tmp_path / "nope.json")
+
+
+def test_bad_runs_and_arguments(run, tmp_path):
+    with pytest.raises(LiftError, match="no such run folder"):
+        PoseLifter.from_run(tmp_path / "nothing")
+    unfinished = tmp_path / "unfinished"
+    Trainer({**TINY, **OURS, "epochs": 2}, unfinished, train=TRAIN, val=VAL).fit(stop_after=1)
+    with pytest.raises(LiftError, match="not finished"):
+        PoseLifter.from_run(unfinished)
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    for f in ("config.yaml", "done"):
+        (torn / f).write_bytes((run / f).read_bytes())
+    (torn / "checkpoint.pt").write_bytes((run / "checkpoint.pt").read_bytes()[:100])
+    with pytest.raises(LiftError, match="unreadable checkpoint"):
+        PoseLifter.from_run(torn)
+    lifter = PoseLifter.from_run(run, device="cpu")
+    with pytest.raises(LiftError, match="17 joints"):
+        lifter.lift(np.zeros((3, 16, 2)))
+    with pytest.raises(LiftError, match="unknown format 'openpose'"):
+        lifter.lift(np.zeros((3, 17, 2)), fmt="openpose")
+    with pytest.raises(LiftError, match="k must be a positive integer"):
+        lifter.lift(VAL["pose2d"][:2], k=0)
+
+
+def test_cli_writes_poses_and_a_picture(run, tmp_path, capsys):
+    kp = coco_to_h36m(np.stack([coco_person()] * 3))  # h36m order, with scores
+    np.savez(tmp_path / "in.npz", keypoints=kp)
+    main(["--run", str(run), "--input", str(tmp_path / "in.npz"), "--format", "h36m17",
+          "--out", str(tmp_path / "out.npz"), "--plot", str(tmp_path / "out.png"),
+          "--device", "cpu"])
+    with np.load(tmp_path / "out.npz") as f:
+        assert f["poses3d"].shape == (3, 17, 3) and f["frames"].tolist() == [0, 1, 2]
+    assert (tmp_path / "out.png").stat().st_size > 1000
+    assert json.loads(capsys.readouterr().out)["lifted"] == 3
+    with pytest.raises(SystemExit, match="error: .*nope.json: no such file"):
+        main(["--run", str(run), "--input", str(tmp_path / "nope.json")])
