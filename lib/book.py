@@ -50,7 +50,7 @@ LABELS = {
     "ours": "Ours: depth lifter + discriminator + cycle consistency",
 }
 CHAPTERS = ("data", "training", "results", "diagnosis", "best_hypothesis", "missing_joints",
-            "latent_space", "mirror", "conclusions")
+            "latent_space", "mirror", "own_keypoints", "conclusions")
 BUILD = REPO / "_build"
 
 
