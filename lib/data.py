@@ -59,20 +59,26 @@ class DataError(ValueError):
     """A data file or folder is missing or malformed; the message names it and the problem."""
 
 
-def atomic_savez(path: str | os.PathLike, **arrays) -> Path:
-    """Write a compressed ``.npz`` to a temporary name beside ``path``, then rename it."""
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(binary file)`` on a temporary file beside ``path``, then rename it into
+    place: a reader sees the old file or the whole new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz.tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            write(f)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_savez(path: str | os.PathLike, **arrays) -> Path:
+    """Write a compressed ``.npz`` atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def validate_split(split: dict, source: str = "split") -> dict:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -47,8 +46,8 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
-from lib.camera import H36M_CAMERAS
-from lib.data import SPLIT_KEYS, DataError, save_split, validate_split
+from lib.camera import H36M_CAMERAS, project
+from lib.data import SPLIT_KEYS, DataError, atomic_write, save_split, validate_split
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +79,7 @@ def action_name(sequence: str) -> str:
 
 def _project(points: np.ndarray, R: np.ndarray, t: np.ndarray, f, c) -> np.ndarray:
     """Pinhole projection of world points ``(N,3)`` to pixels ``(N,2)``."""
-    cam = points @ R.T + t
-    return cam[:, :2] / cam[:, 2:] * np.asarray(f) + np.asarray(c)
+    return project(points @ R.T + t, np.array([*f, *c]))
 
 
 def _dlt(points3d: np.ndarray, rays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -374,10 +372,8 @@ def build_h36m_cache(path_3d, path_2d, cache_dir, cameras=None, frame_step: int 
     for name, split in splits.items():
         summary["paths"][name] = str(save_split(cache_dir / f"{name}.npz", split))
         summary["poses"][name] = len(split["pose3d"])
-    cameras_path = cache_dir / "cameras.json"
-    tmp = cameras_path.with_name(f".cameras-{os.getpid()}.json.tmp")
-    tmp.write_text(json.dumps(info["cameras"], indent=1))
-    os.replace(tmp, cameras_path)
+    cameras_path = atomic_write(cache_dir / "cameras.json",
+                                lambda f: f.write(json.dumps(info["cameras"], indent=1).encode()))
     summary["paths"]["cameras"] = str(cameras_path)
     summary.update({k: info[k] for k in ("rms_px", "extrinsics_source", "skipped", "truncated",
                                          "joints_2d")})
