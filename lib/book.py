@@ -83,7 +83,8 @@ def ensure_run(profile: str, model: str, seed: int = 0, **overrides) -> Path:
     run = Run(run_dir(profile, model, seed))
     if run.finished(cfg):
         return run.path
-    Trainer(cfg, run.path).fit(resume=run.checkpoint.is_file() and run.matches(cfg))
+    resume = run.checkpoint.is_file() and run.matches(cfg)
+    Trainer(cfg, run.path).fit(resume=resume, force=True)  # the book owns runs/<profile>/
     return run.path
 
 

@@ -27,6 +27,10 @@ from .config import DEFAULTS, RUNTIME_KEYS, make_config, pick_device
 from .geometry import Normalizer
 
 
+class RunError(ValueError):
+    """A run folder that cannot be used as asked (nothing to resume, a run in the way)."""
+
+
 def config_differences(a: dict, b: dict) -> list[str]:
     """Keys (other than runtime keys) on which two configurations differ, sorted. A key that
     one of them lacks counts as its default (a parameter added later, whose default keeps

@@ -122,7 +122,8 @@ def select(profile: str, candidates=CANDIDATES, budget=SELECT_BUDGET) -> dict:
         cfg = make_config(params, {**overrides, **budget})
         run = Run(REPO / "runs" / profile / "select" / name)
         if not run.finished(cfg):
-            Trainer(cfg, run.path).fit(resume=run.checkpoint.is_file() and run.matches(cfg))
+            resume = run.checkpoint.is_file() and run.matches(cfg)
+            Trainer(cfg, run.path).fit(resume=resume, force=True)
         out[name] = realism_test(run.path)
     return out
 

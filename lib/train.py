@@ -50,7 +50,7 @@ from .losses import (
 from .metrics import pa_mpjpe
 from .models import build_models, predict
 from .priors import hinge_loss, symmetry_loss
-from .runs import Run, config_differences
+from .runs import Run, RunError, config_differences
 
 # --------------------------------------------------------------------------------------
 # the trainer
@@ -310,13 +310,28 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------
 
-    def fit(self, resume: bool = False, stop_after: int | None = None) -> list[dict]:
-        """Train to ``cfg['epochs']`` (or for ``stop_after`` more epochs, for tests)."""
+    def fit(self, resume: bool = False, stop_after: int | None = None,
+            force: bool = False) -> list[dict]:
+        """Train to ``cfg['epochs']`` (or for ``stop_after`` more epochs, for tests).
+
+        ``resume`` continues from the folder's checkpoint (an error if there is none).
+        Without it, a folder that already holds a run (finished or with a checkpoint) is an
+        error unless ``force``: a repeated command never deletes a run by accident.
+        """
         c = self.cfg
         run = Run(self.out)
+        if run.path.exists() and not run.path.is_dir():
+            raise RunError(f"{run.path}: is a file, not a run folder; choose another --out")
+        if resume and not run.checkpoint.is_file():
+            raise RunError(f"{run.checkpoint}: no checkpoint to resume from; train without "
+                           f"--resume to start afresh")
+        if not resume and not force and (run.done_path.is_file() or run.checkpoint.is_file()):
+            state = "a finished run" if run.done_path.is_file() else "an interrupted run"
+            raise RunError(f"{run.path}: holds {state}; --resume to continue it, --force to "
+                           f"replace it, or --out for another folder")
         run.path.mkdir(parents=True, exist_ok=True)
         history_path = run.history_path
-        if resume and run.checkpoint.is_file():
+        if resume:
             self.load(run.checkpoint)
             _truncate_history(history_path, self.epoch)
         else:
@@ -347,10 +362,22 @@ class Trainer:
 
 
 def _truncate_history(path: Path, epoch: int) -> None:
-    """Drop history lines written after the checkpoint being resumed from."""
+    """Drop history lines written after the checkpoint being resumed from, and any line a
+    crash tore in half (with a warning naming it)."""
     if not path.is_file():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["epoch"] <= epoch]
+    keep = []
+    for i, ln in enumerate(path.read_text().splitlines(), 1):
+        if not ln.strip():
+            continue
+        try:
+            row = json.loads(ln)
+        except json.JSONDecodeError:
+            warnings.warn(f"{path}, line {i}: torn (written during a crash), dropped",
+                          stacklevel=2)
+            continue
+        if row.get("epoch", epoch + 1) <= epoch:
+            keep.append(ln)
     path.write_text("".join(ln + "\n" for ln in keep))
 
 
@@ -359,6 +386,8 @@ def main(argv=None) -> None:
     p.add_argument("--params", help="YAML parameter file (e.g. params/quick.yaml)")
     p.add_argument("--out", help="run folder (default runs/<params name>/<mode>)")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="replace a run already in the folder (default: refuse)")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_args(argv)
     try:
@@ -367,9 +396,9 @@ def main(argv=None) -> None:
         name = Path(args.params).stem if args.params else "custom"
         out = Path(args.out or D.REPO / "runs" / name / cfg["mode"])
         trainer = Trainer(cfg, out)
-    except (ConfigError, D.DataError) as e:
+        rows = trainer.fit(resume=args.resume, force=args.force)
+    except (ConfigError, D.DataError, RunError) as e:
         sys.exit(f"error: {e}")
-    rows = trainer.fit(resume=args.resume)
     last = rows[-1] if rows else {}
     print(json.dumps({"run": str(out), "epochs": trainer.epoch, "device": str(trainer.device),
                       "val_pa_mpjpe": last.get("val_pa_mpjpe"),

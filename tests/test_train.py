@@ -13,7 +13,7 @@ from lib.config import DEFAULTS, ConfigError, load_params, make_config, parse_ov
 from lib.data import REPO
 from lib.geometry import project
 from lib.losses import projection_loss
-from lib.runs import is_finished, load_run, read_history
+from lib.runs import RunError, is_finished, load_run, read_history
 from lib.train import Trainer, main
 
 # camera coordinates (x right, y down, z forward), mm, pelvis at the origin, facing -z
@@ -120,7 +120,7 @@ def test_resume_equals_uninterrupted(tmp_path, every, stop):
     """4 epochs straight == `stop` epochs, a new Trainer, resume to 4 (parameters bit for
     bit). With checkpoints every 2 epochs and a stop after 3, the resumed run restarts from
     epoch 2 and drops the history line of epoch 3; with checkpoints every 3 and a stop after
-    2 there is no checkpoint yet and it starts over."""
+    2 there is no checkpoint yet: --resume says so, and a fresh start gives the same run."""
     cfg = {**TINY, "epochs": 4, "checkpoint_every": every, "batch_size": 512}
     a = Trainer(cfg, tmp_path / "a", train=TRAIN, val=VAL)
     a.fit()
@@ -129,7 +129,12 @@ def test_resume_equals_uninterrupted(tmp_path, every, stop):
     assert len(read_history(tmp_path / "b")) == stop
     assert not (tmp_path / "b" / "done").exists()
     b2 = Trainer(cfg, tmp_path / "b", train=TRAIN, val=VAL)
-    resumed = b2.fit(resume=True)
+    if stop < every:  # no checkpoint yet: nothing to resume, so start over
+        with pytest.raises(RunError, match="no checkpoint to resume from"):
+            b2.fit(resume=True)
+        resumed = b2.fit()
+    else:
+        resumed = b2.fit(resume=True)
     assert [r["epoch"] for r in resumed] == list(range(stop // every * every + 1, 5))
     assert b2.epoch == 4 and (tmp_path / "b" / "done").is_file()
     for name in ("lifter", "disc"):
@@ -142,10 +147,34 @@ def test_resume_equals_uninterrupted(tmp_path, every, stop):
     assert without_time(ha) == without_time(hb)
 
 
-def test_resume_without_checkpoint_starts_over(tmp_path):
+def test_resume_without_checkpoint_is_an_error(tmp_path):
     tr, cfg = run(tmp_path, epochs=1)
-    rows = tr.fit(resume=True)  # nothing to resume from: a fresh run
-    assert len(rows) == 1 and tr.epoch == 1
+    with pytest.raises(RunError, match="checkpoint.pt: no checkpoint to resume from"):
+        tr.fit(resume=True)
+    assert not (tmp_path / "run" / "history.jsonl").exists()
+
+
+def test_a_run_in_the_way_is_never_replaced_without_force(tmp_path):
+    tr, cfg = run(tmp_path, epochs=1)
+    tr.fit()
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    again, _ = run(tmp_path, epochs=1)
+    with pytest.raises(RunError, match="holds a finished run; --resume .* --force"):
+        again.fit()
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    assert (tmp_path / "run" / "done").is_file()
+    assert len(again.fit(force=True)) == 1
+
+
+def test_a_torn_history_line_is_dropped_on_resume(tmp_path):
+    tr, _ = run(tmp_path, epochs=3, checkpoint_every=1)
+    tr.fit(stop_after=2)
+    hist = tmp_path / "run" / "history.jsonl"
+    hist.write_text(hist.read_text() + '{"loss": 0.1, "ep')  # a crash mid-line
+    again, _ = run(tmp_path, epochs=3, checkpoint_every=1)
+    with pytest.warns(UserWarning, match="line 3: torn"):
+        again.fit(resume=True)
+    assert [r["epoch"] for r in read_history(tmp_path / "run")] == [1, 2, 3]
 
 
 def test_same_seed_same_numbers_other_seed_differs(tmp_path):
@@ -264,6 +293,20 @@ def test_cli_errors_exit_with_a_message(tmp_path, monkeypatch):
     assert "unknown parameter(s) ['bogus']" in e.value.code
 
 
+def test_cli_refuses_to_replace_a_run(tmp_path, monkeypatch):
+    import lib.train
+
+    monkeypatch.setattr(lib.train.D, "load", lambda cfg, split, progress=False:
+                        TRAIN if split == "train" else VAL)
+    argv = ["--out", str(tmp_path / "run"), *(f"{k}={v}" for k, v in TINY.items()), "epochs=1"]
+    main(argv)
+    with pytest.raises(SystemExit, match="error: .*run: holds a finished run"):
+        main(argv)
+    with pytest.raises(SystemExit, match="error: .*nothing/checkpoint.pt: no checkpoint"):
+        main([*argv[:1], str(tmp_path / "nothing"), *argv[2:], "--resume"])
+    main([*argv, "--force"])
+
+
 def test_fresh_run_leaves_nothing_of_an_older_run_to_resume(tmp_path):
     """A new configuration trained into an old run folder must not later 'resume' from the
     old run's checkpoint (it used to survive until the new run's first checkpoint)."""
@@ -271,11 +314,11 @@ def test_fresh_run_leaves_nothing_of_an_older_run_to_resume(tmp_path):
     old.fit()
     (tmp_path / "run" / "eval-test.json").write_text("{}")
     new, _ = run(tmp_path, epochs=4, checkpoint_every=4, lr=5e-4)
-    new.fit(stop_after=1)  # interrupted before its first checkpoint
+    new.fit(stop_after=1, force=True)  # interrupted before its first checkpoint
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
     assert not (tmp_path / "run" / "eval-test.json").exists()
     again, _ = run(tmp_path, epochs=4, checkpoint_every=4, lr=5e-4)
-    again.fit(resume=True)  # nothing to resume: starts at epoch 0
+    again.fit()  # nothing to resume and nothing in the way: starts at epoch 0
     assert [r["epoch"] for r in read_history(tmp_path / "run")] == [1, 2, 3, 4]
 
 
