@@ -49,12 +49,20 @@ LABELS = {
     "vae_gan_mirror": "VAE-GAN + knee-hinge prior (mirror-aware)",
     "ours": "Ours: depth lifter + discriminator + cycle consistency",
 }
+SEED_MODELS = ("ours", "vae_gan", "supervised")  # compared over seeds in the results chapter
 CHAPTERS = ("data", "training", "results", "diagnosis", "best_hypothesis", "missing_joints",
             "latent_space", "mirror", "own_keypoints", "conclusions")
 BUILD = REPO / "_build"
 
 
 def params_path(profile: str) -> Path:
+    """The parameter file of a profile: a name (``params/<name>.yaml``) or a path to a
+    ``.yaml`` file anywhere, taken as given."""
+    if profile.endswith((".yaml", ".yml")) or "/" in profile:
+        path = Path(profile).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such parameter file")
+        return path
     path = REPO / "params" / f"{profile}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (REPO / "params").glob("*.yaml"))
@@ -62,9 +70,15 @@ def params_path(profile: str) -> Path:
     return path
 
 
+def profile_name(profile: str) -> str:
+    """The name runs and results of a profile are filed under: the file's stem."""
+    return Path(profile).stem
+
+
 def run_dir(profile: str, model: str, seed: int = 0) -> Path:
     """``runs/<profile>/<model>`` for seed 0 (the book's run), ``<model>-seed<k>`` else."""
-    return REPO / "runs" / profile / (model if seed == 0 else f"{model}-seed{seed}")
+    name = model if seed == 0 else f"{model}-seed{seed}"
+    return REPO / "runs" / profile_name(profile) / name
 
 
 def model_config(profile: str, model: str, seed: int = 0, **overrides) -> dict:
@@ -162,20 +176,34 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, default=3,
                    help="seeds per model in the results chapter's seed study (default 3)")
     args = p.parse_args(argv)
-    profile = Path(args.params).stem
-    params_path(profile)
+    profile = args.params
+    try:
+        params_path(profile)
+    except FileNotFoundError as e:
+        sys.exit(f"error: {e}")
+    if args.seeds < 1:
+        sys.exit(f"error: --seeds must be at least 1, got {args.seeds}")
+    name = profile_name(profile)
     t0 = time.perf_counter()
     staged = BUILD / "executed"
     staged.mkdir(parents=True, exist_ok=True)
     timings = {}
-    print(f"training the models of profile '{profile}' (reusing finished runs)", flush=True)
-    for model in MODELS:
+    # train up front (chapters then only read), so no progress bar lands in a page; with
+    # --only, each chapter trains just what it needs when it runs
+    jobs = [] if args.only else [(m, 0) for m in MODELS] + [
+        (m, s) for m in SEED_MODELS for s in range(1, args.seeds)]
+    for k, (model, seed) in enumerate(jobs):
         t = time.perf_counter()
-        ensure_run(profile, model)
-        timings[f"train {model}"] = round(time.perf_counter() - t, 1)
-    for chapter in args.only or CHAPTERS:
+        print(f"[book {name}] model {k + 1} of {len(jobs)}: {model}"
+              + (f" (seed {seed})" if seed else "") + f"; {_elapsed(t0)}", flush=True)
+        ensure_run(profile, model, seed)
+        timings[f"train {model}" + (f" seed {seed}" if seed else "")] = round(
+            time.perf_counter() - t, 1)
+    chapters = args.only or CHAPTERS
+    for k, chapter in enumerate(chapters):
         t = time.perf_counter()
-        print(f"executing {chapter}.ipynb", flush=True)
+        print(f"[book {name}] chapter {k + 1} of {len(chapters)}: {chapter}; {_elapsed(t0)}",
+              flush=True)
         execute(chapter, profile, staged,
                 **({"seeds": args.seeds} if chapter == "results" else {}))
         timings[chapter] = round(time.perf_counter() - t, 1)
@@ -191,8 +219,13 @@ def main(argv=None) -> None:
         print(f"book: {BUILD / 'html' / 'index.html'}")
     timings["total"] = round(time.perf_counter() - t0, 1)
     suffix = "-partial" if args.only else ""  # keep the full build's timings
-    (BUILD / f"timings-{profile}{suffix}.json").write_text(json.dumps(timings, indent=1))
+    (BUILD / f"timings-{name}{suffix}.json").write_text(json.dumps(timings, indent=1))
     print(json.dumps(timings))
+
+
+def _elapsed(t0: float) -> str:
+    m, s = divmod(int(time.perf_counter() - t0), 60)
+    return f"{m} min {s:02d} s elapsed"
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from .geometry import apply_mask, center, missing_mask
 from .metrics import best_of_k, pa_mpjpe, summarize
 from .models import predict
 from .priors import backward_knee_rate
-from .runs import load_run
+from .runs import Run, load_run
+from .skeleton import LIMB_JOINTS
 
 
 @torch.no_grad()
@@ -76,6 +77,7 @@ def evaluate_run(run, split: str, ks=(1, 5, 10, 20, 50), missing=(0, 1, 2),
     pred = predict(lifter, norm, x)
     res = summarize(pred, gt, torch.as_tensor(s["action"], device=dev), list(s["action_names"]))
     res.update(run=str(run), mode=cfg["mode"], split=split, poses=len(x),
+               finished=Run(run).finished(),
                backward_knee_rate=100 * float(backward_knee_rate(pred[:, 1:])))
     if ks and getattr(lifter, "variational", False):
         idx = np.arange(len(x))
@@ -166,6 +168,19 @@ def baselines_for(cfg: dict, splits) -> dict:
     return out
 
 
+def int_list(text: str, name: str, low: int, high: int | None = None) -> tuple[int, ...]:
+    """"1,5,10" -> (1, 5, 10); anything else, or a value outside [low, high], is an error."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip() != "")
+    except ValueError:
+        raise ValueError(f"{name} takes comma-separated whole numbers, got {text!r}") from None
+    bad = [v for v in values if v < low or (high is not None and v > high)]
+    if bad:
+        span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ValueError(f"{name}: {bad} out of range; use numbers {span}")
+    return values
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lib.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="run folder written by python -m lib.train")
@@ -179,12 +194,18 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     args = p.parse_args(argv)
-    ints = lambda s: tuple(int(v) for v in s.split(",") if v != "")  # noqa: E731
     try:
-        res = evaluate_run(args.run, args.split, ints(args.k), ints(args.missing), args.size,
+        ks = int_list(args.k, "--k", low=1)
+        missing = int_list(args.missing, "--missing", low=0, high=len(LIMB_JOINTS))
+        if args.size is not None and args.size < 1:
+            raise ValueError(f"--size must be a positive number of poses, got {args.size}")
+        res = evaluate_run(args.run, args.split, ks, missing, args.size,
                            args.bh_size or None, args.device)
-    except (FileNotFoundError, D.DataError) as e:
+    except (FileNotFoundError, ValueError) as e:  # DataError and bad arguments
         sys.exit(f"error: {e}")
+    if not res["finished"]:
+        print(f"warning: {args.run}: the run is not finished (no 'done' marker); these are "
+              f"the numbers of its last checkpoint", file=sys.stderr)
     if args.json:
         print(json.dumps(res))
         return

@@ -26,7 +26,16 @@ import sys
 from pathlib import Path
 
 from . import data as D
-from .book import MODELS, OURS, evaluation, model_config, params_path, run_dir, test_splits
+from .book import (
+    MODELS,
+    OURS,
+    evaluation,
+    model_config,
+    params_path,
+    profile_name,
+    run_dir,
+    test_splits,
+)
 from .config import ConfigError, load_params, make_config
 from .data import REPO
 
@@ -67,7 +76,7 @@ def aggregate(values: list[float]) -> dict:
             "values": list(values)}
 
 
-def run_study(profile: str, models, seeds: int = 3, splits=None) -> dict:
+def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool = True) -> dict:
     """Train (or reuse) and evaluate every (model, seed); the study's JSON-ready dict."""
     from .evaluate import baselines_for
 
@@ -80,8 +89,9 @@ def run_study(profile: str, models, seeds: int = 3, splits=None) -> dict:
         per_split = {s: {k: [] for k in METRICS} for s in splits}
         seconds = []
         for seed in range(seeds):
-            print(f"[study {profile}] model {i * seeds + seed + 1} of {total}: {model}, "
-                  f"seed {seed}", file=sys.stderr, flush=True)
+            if progress:
+                print(f"[study {profile}] model {i * seeds + seed + 1} of {total}: {model}, "
+                      f"seed {seed}", file=sys.stderr, flush=True)
             for s in splits:
                 res = evaluation(profile, model, s, seed=seed)
                 for k in METRICS:
@@ -120,7 +130,7 @@ def select(profile: str, candidates=CANDIDATES, budget=SELECT_BUDGET) -> dict:
         print(f"[select {profile}] candidate {i + 1} of {len(candidates)}: {name}",
               file=sys.stderr, flush=True)
         cfg = make_config(params, {**overrides, **budget})
-        run = Run(REPO / "runs" / profile / "select" / name)
+        run = Run(REPO / "runs" / profile_name(profile) / "select" / name)
         if not run.finished(cfg):
             resume = run.checkpoint.is_file() and run.matches(cfg)
             Trainer(cfg, run.path).fit(resume=resume, force=True)
@@ -145,13 +155,13 @@ def main(argv=None) -> None:
     p.add_argument("--select", action="store_true",
                    help="instead: rank lib.study.CANDIDATES by the 2D-only realism test")
     args = p.parse_args(argv)
-    profile = Path(args.params).stem
+    profile = args.params
     if args.select:
         res = select(profile)
         for name, r in sorted(res.items(), key=lambda kv: kv[1]["critic_accuracy"]):
             print(f"{name:40s} critic accuracy {r['critic_accuracy']:5.1f}%  "
                   f"BCE {r['critic_bce']:.3f}")
-        out = Path(args.out) if args.out else BUILD_DIR / f"select-{profile}.json"
+        out = Path(args.out) if args.out else BUILD_DIR / f"select-{profile_name(profile)}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=1))
         return
@@ -166,7 +176,7 @@ def main(argv=None) -> None:
 
 
 def study_path(profile: str) -> Path:
-    return BUILD_DIR / f"study-{profile}.json"
+    return BUILD_DIR / f"study-{profile_name(profile)}.json"
 
 
 if __name__ == "__main__":

@@ -194,3 +194,17 @@ def test_study_refuses_a_profile_without_its_data(tmp_path, monkeypatch):
     monkeypatch.setattr(lib.book, "REPO", tmp_path)
     with pytest.raises(StudyError, match="no Human3.6M cache in /nowhere"):
         check("mine", ["ours"], 3)
+
+
+def test_book_profile_is_a_name_or_a_path_and_means_it(tmp_path):
+    from lib.book import model_config, params_path, run_dir
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("mode: vae\nwidth: 48\n")
+    assert params_path(str(mine)) == mine
+    assert model_config(str(mine), "vae_gan")["width"] == 48  # the file's value, not quick's
+    assert run_dir(str(mine), "ours", 2).parts[-2:] == ("mine", "ours-seed2")
+    with pytest.raises(FileNotFoundError, match="nope.yaml: no such parameter file"):
+        params_path(str(tmp_path / "nope.yaml"))
+    with pytest.raises(FileNotFoundError, match="no such profile; known profiles: .*quick"):
+        params_path("nosuch")

@@ -1,0 +1,34 @@
+"""python -m lib.evaluate: every bad argument is one line naming what is wrong."""
+
+import pytest
+
+from lib.evaluate import int_list, main
+from lib.train import Trainer
+from test_train import TINY, TRAIN, VAL
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "run"
+    Trainer({**TINY, "epochs": 1}, out, train=TRAIN, val=VAL).fit()
+    return out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--k", "0"], r"--k: \[0\] out of range"),
+    (["--k", "abc"], "--k takes comma-separated whole numbers, got 'abc'"),
+    (["--k", "-3"], r"--k: \[-3\] out of range"),
+    (["--missing", "-1"], r"--missing: \[-1\] out of range; use numbers from 0 to 8"),
+    (["--missing", "99"], r"--missing: \[99\] out of range"),
+    (["--size", "0"], "--size must be a positive number of poses, got 0"),
+    (["--split", "nosuch"], "unknown BNMD-17 split 'nosuch'; choose one of .*test_unseen_styles"),
+])
+def test_bad_arguments(run, args, message):
+    with pytest.raises(SystemExit, match=f"^error: {message}"):
+        main(["--run", str(run), *args])
+
+
+def test_missing_run_and_int_list():
+    with pytest.raises(SystemExit, match="checkpoint.pt: no checkpoint"):
+        main(["--run", "/nowhere"])
+    assert int_list("1, 5,10", "--k", low=1) == (1, 5, 10)
