@@ -1,10 +1,10 @@
 """python -m lib.evaluate: every bad argument is one line naming what is wrong."""
 
 import pytest
+from test_train import TINY, TRAIN, VAL
 
 from lib.evaluate import int_list, main
 from lib.train import Trainer
-from test_train import TINY, TRAIN, VAL
 
 
 @pytest.fixture(scope="module")
