@@ -27,9 +27,11 @@ from .train import Trainer
 # reprojects exactly), judged by the discriminator on random novel views, made consistent
 # across views by lifting each novel view again (Chen et al. 2019), with an EMA of its
 # weights and a cosine learning-rate decay; the EMA weights of the last epoch are the model
-# (no 3D ground truth chooses an epoch, a seed or a setting).
+# (no 3D ground truth chooses an epoch, a seed or a setting), and its depth sign is the one
+# whose knees bend forwards on training 2D poses (the losses cannot tell a pose from its
+# depth mirror; lib.runs.Run.orient).
 OURS = {"mode": "det_gan", "depth_only": True, "lambda_cycle": 0.01, "ema": 0.999,
-        "lr_schedule": "cosine"}
+        "lr_schedule": "cosine", "orient": True}
 # The models every chapter draws on: name -> parameter overrides on top of the profile.
 MODELS = {
     "vae_gan": {},  # the thesis's method
@@ -96,6 +98,8 @@ def ensure_run(profile: str, model: str, seed: int = 0, **overrides) -> Path:
     cfg = model_config(profile, model, seed, **overrides)
     run = Run(run_dir(profile, model, seed))
     if run.finished(cfg):
+        if cfg["orient"] and not run.oriented():  # finished before it was asked for
+            run.orient(D.load(cfg, "train"))
         return run.path
     resume = run.checkpoint.is_file() and run.matches(cfg)
     Trainer(cfg, run.path).fit(resume=resume, force=True)  # the book owns runs/<profile>/

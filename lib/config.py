@@ -70,6 +70,9 @@ DEFAULTS = {
     "lambda_sym": 0.0,  # left/right bone-length symmetry prior
     "ema": 0.0,  # decay of an exponential moving average of the lifter's weights, 0 = none
     "lr_schedule": "constant",  # "constant" or "cosine" (decays to 0 at the last epoch)
+    # after training, pick the depth sign whose knees bend forwards on training 2D poses
+    # (lib.priors.orientation); applied to predictions, the weights are not changed
+    "orient": False,
     # runtime
     "device": "auto",  # "auto", "cpu", "cuda", "cuda:1", ...
     "seed": 0,
@@ -84,7 +87,7 @@ DEFAULTS = {
 
 # keys that may change between a checkpoint and its resumption (how, not what, is trained)
 RUNTIME_KEYS = frozenset({"device", "compile", "bf16", "tf32", "progress", "epochs",
-                          "checkpoint_every", "val_every"})
+                          "checkpoint_every", "val_every", "orient"})
 
 
 class ConfigError(ValueError):

@@ -188,6 +188,7 @@ class Lifter(nn.Module):
         self.variational = encoder.logvar is not None
         self.depth_only = depth_only
         self.c = c
+        self.depth_sign = 1.0  # -1 mirrors every prediction in depth (lib.priors.orientation)
 
     def encode(self, x2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.encoder(x2d)
@@ -195,7 +196,11 @@ class Lifter(nn.Module):
     def decode(self, z: torch.Tensor, x2d: torch.Tensor | None = None) -> torch.Tensor:
         """3D pose (B, 48) of latent codes ``z``; a depth-only lifter needs the 2D input."""
         out = self.decoder(z)
-        return out if not self.depth_only else lift_depth(x2d, out, self.c)
+        if self.depth_only:
+            return lift_depth(x2d, self.depth_sign * out, self.c)
+        if self.depth_sign != 1.0:
+            out = out * out.new_tensor([1.0, 1.0, self.depth_sign]).repeat(out.shape[-1] // 3)
+        return out
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,

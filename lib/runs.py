@@ -97,7 +97,46 @@ class Run:
         ckpt = torch.load(self.checkpoint, map_location=dev, weights_only=False)
         lifter = build_models(ckpt["config"])["lifter"].to(dev)
         lifter.load_state_dict(ckpt.get("lifter_ema") or ckpt["lifter"])
+        if hasattr(lifter, "depth_sign"):
+            lifter.depth_sign = float(ckpt.get("depth_sign", 1.0))
         return lifter.eval(), Normalizer(**ckpt["normalizer"]), ckpt["config"]
+
+    def orient(self, train: dict, n: int = 20000) -> float:
+        """Choose the run's depth sign from 2D alone and store it in the checkpoint.
+
+        A pose and its depth mirror explain the same 2D equally well, so the losses cannot
+        choose between them; anatomy can: real knees bend forwards. The lifter's poses for
+        ``n`` training 2D inputs are compared with their depth mirrors, and the sign with
+        fewer backward-bent knees wins (:func:`lib.priors.backward_knee_rate`). Returns the
+        sign (+1 keeps the network's own depth, -1 mirrors every prediction).
+        """
+        from .data import subset
+        from .priors import backward_knee_rate
+
+        lifter, norm, _ = self.load("cpu")
+        lifter.depth_sign = 1.0
+        x = torch.as_tensor(norm.pose2d(subset(train, n, seed=0)["pose2d"]))
+        def lift():
+            with torch.no_grad():
+                return torch.cat([lifter(x[i:i + 8192], sample=False)[0]
+                                  for i in range(0, len(x), 8192)])
+
+        own = lift()
+        lifter.depth_sign = -1.0
+        mirror = lift()
+        sign = -1.0 if backward_knee_rate(mirror) < backward_knee_rate(own) else 1.0
+        ckpt = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        ckpt["depth_sign"] = sign
+        tmp = self.checkpoint.with_suffix(".pt.tmp")
+        torch.save(ckpt, tmp)
+        os.replace(tmp, self.checkpoint)
+        return sign
+
+    def oriented(self) -> bool:
+        """True if the checkpoint holds a depth sign chosen by :meth:`orient`."""
+        if not self.checkpoint.is_file():
+            return False
+        return "depth_sign" in torch.load(self.checkpoint, map_location="cpu", weights_only=False)
 
 
 def load_run(run: str | os.PathLike, device: str = "auto"):

@@ -71,6 +71,7 @@ class Trainer:
             train = D.load(cfg, "train", progress=cfg["progress"])
             val = D.load(cfg, cfg["val_split"])
         train = D.subset(train, cfg["train_size"], cfg["seed"])
+        self.train_split = train  # 2D of it chooses the depth sign (orient)
         val = D.subset(val, cfg["val_size"], cfg["seed"] + 1)
         self.norm = Normalizer.fit(train, cfg["scale_mode"])
         dev = self.device
@@ -357,6 +358,8 @@ class Trainer:
             if self.epoch % c["checkpoint_every"] == 0 or self.epoch == c["epochs"]:
                 self.save()
         if self.epoch >= c["epochs"]:
+            if c["orient"]:
+                run.orient(self.train_split)
             run.done_path.write_text(f"{self.epoch}\n")
         return rows
 

@@ -208,3 +208,27 @@ def test_book_profile_is_a_name_or_a_path_and_means_it(tmp_path):
         params_path(str(tmp_path / "nope.yaml"))
     with pytest.raises(FileNotFoundError, match="no such profile; known profiles: .*quick"):
         params_path("nosuch")
+
+
+def test_orient_picks_the_sign_whose_knees_bend_forwards(tmp_path):
+    from lib.runs import Run
+
+    tr = Trainer({**TINY, **OURS, "epochs": 1}, tmp_path / "r", train=TRAIN, val=VAL)
+    tr.fit()  # orient: true -> a sign is chosen at the end and stored
+    run = Run(tmp_path / "r")
+    assert run.oriented()
+    lifter, norm, _ = run.load("cpu")
+    x = torch.as_tensor(norm.pose2d(TRAIN["pose2d"][:512]))
+    from lib.priors import backward_knee_rate
+
+    with torch.no_grad():
+        chosen = lifter(x, sample=False)[0]
+        lifter.depth_sign *= -1
+        other = lifter(x, sample=False)[0]
+    assert backward_knee_rate(chosen) <= backward_knee_rate(other)
+    # the mirror keeps the input: a depth-only pose still reprojects exactly
+    from lib.geometry import project
+
+    assert torch.allclose(project(other).flatten(1), x, atol=1e-5)
+    depth = lambda p: p.unflatten(1, (16, 3))[..., 2]  # noqa: E731
+    assert torch.allclose(depth(other), -depth(chosen))
