@@ -422,11 +422,13 @@ def cached_build(cache: Path, settings: dict) -> Path | None:
 # --------------------------------------------------------------------------------------
 
 H36M_SPLITS = ("train", "test")
+# the unseen-motions takes re-played on other bodies (lib.bodies), made on the fly
+UNSEEN_RIG = "test_unseen_rig"
 
 
 def test_splits(cfg: dict) -> tuple[str, ...]:
     """The test split names of the configuration's dataset."""
-    return SPLITS[1:] if cfg["dataset"] == "bnmd17" else H36M_SPLITS[1:]
+    return (*SPLITS[1:], UNSEEN_RIG) if cfg["dataset"] == "bnmd17" else H36M_SPLITS[1:]
 
 
 def h36m_folder(cfg: dict) -> Path:
@@ -445,8 +447,13 @@ def load(cfg: dict, split: str, progress: bool = False) -> dict:
     The trainer, the evaluation, the studies and the notebooks all read data through here.
     """
     if cfg["dataset"] == "bnmd17":
+        if split == UNSEEN_RIG:
+            from .bodies import unseen_rig
+
+            return unseen_rig(load(cfg, "test_unseen_motions", progress))
         if split not in SPLITS:
-            raise DataError(f"unknown BNMD-17 split {split!r}; choose one of {SPLITS}")
+            raise DataError(f"unknown BNMD-17 split {split!r}; choose one of "
+                            f"{(*SPLITS, UNSEEN_RIG)}")
         folder = bnmd17(cfg.get("source"), cfg.get("cache"), cfg.get("frame_step", 4),
                         progress=progress)
         return load_split(folder / f"{split}.npz")

@@ -1,0 +1,72 @@
+"""Other bodies: the same motion re-played with other bone lengths (the "unseen rig" split).
+
+BNMD-17's joint definitions make a narrow body (each hip 68 mm from the pelvis, each
+shoulder about 108 mm from the thorax); other motion-capture sets, Human3.6M and a 2D
+detector's COCO keypoints have hips and shoulders about twice as far out. A lifter that has
+seen one rig may read wide shoulders as a body turned towards the camera.
+
+:func:`rebody` re-plays a 17-joint pose through the kinematic tree with every bone scaled
+by a factor: each joint keeps its parent's new position plus its old offset from the parent
+times the factor, so every joint angle is kept and only lengths change. The pelvis stays
+where it was, so the pose can be seen by the same camera.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .camera import Rig, project
+from .skeleton import JOINT_INDEX, PARENTS
+
+# Bone-length factors per body type, by child joint (1.0 where not listed): hips are the
+# pelvis->hip bones, shoulders the thorax->shoulder bones, legs thigh and shin, arms the
+# upper arm and forearm. Chosen to span the wide bodies of other data sets (hips and
+# shoulders x1.5-2.5) and limb proportions +-15%.
+BODY_TYPES = {
+    "broad": {"hips": 2.0, "shoulders": 1.8},
+    "broad, long legs": {"hips": 1.8, "shoulders": 1.6, "legs": 1.15, "arms": 0.95},
+    "very broad, short limbs": {"hips": 2.5, "shoulders": 2.2, "legs": 0.85, "arms": 0.9},
+    "wide shoulders, long arms": {"hips": 1.5, "shoulders": 2.0, "arms": 1.15},
+}
+PARTS = {
+    "hips": ("r_hip", "l_hip"),
+    "shoulders": ("r_shoulder", "l_shoulder"),
+    "legs": ("r_knee", "r_ankle", "l_knee", "l_ankle"),
+    "arms": ("r_elbow", "r_wrist", "l_elbow", "l_wrist"),
+}
+
+
+def bone_factors(body: dict) -> np.ndarray:
+    """(17,) factor per joint's incoming bone (1 for the root and unlisted bones)."""
+    f = np.ones(len(PARENTS))
+    for part, factor in body.items():
+        for name in PARTS[part]:
+            f[JOINT_INDEX[name]] = factor
+    return f
+
+
+def rebody(pose3d: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Poses (N, 17, 3) with every bone scaled by ``factors`` (17,) or (N, 17), joint angles
+    and the root kept (parents come before children in :data:`lib.skeleton.PARENTS`)."""
+    factors = np.broadcast_to(np.asarray(factors, dtype=np.float64), pose3d.shape[:2])
+    out = np.array(pose3d, dtype=np.float64)
+    for child in range(1, len(PARENTS)):
+        parent = PARENTS[child]
+        bone = pose3d[:, child] - pose3d[:, parent]
+        out[:, child] = out[:, parent] + bone * factors[:, child, None]
+    return out
+
+
+def unseen_rig(split: dict, rig: Rig | None = None) -> dict:
+    """A split with every take re-played on one of :data:`BODY_TYPES` (take k gets type
+    k mod 4) and projected again by the camera that saw it; the other keys are kept."""
+    rig = rig or Rig()
+    types = list(BODY_TYPES.values())
+    table = np.stack([bone_factors(b) for b in types])  # (T, 17)
+    factors = table[split["take"] % len(types)]  # (N, 17)
+    pose3d = rebody(split["pose3d"], factors)
+    intr = rig.intrinsics()[split["camera"]]  # (N, 4)
+    pose2d = project(pose3d, intr[:, None, :])
+    return {**split, "pose3d": pose3d.astype(np.float32), "pose2d": pose2d.astype(np.float32),
+            "style_names": np.array(list(BODY_TYPES)), "style": (split["take"] % len(types))
+            .astype(split["style"].dtype)}

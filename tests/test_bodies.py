@@ -1,0 +1,50 @@
+"""Other bodies (lib/bodies.py): bone lengths change, joint angles and the root do not."""
+
+import numpy as np
+import pytest
+from test_train import STANDING
+
+from lib.bodies import BODY_TYPES, bone_factors, rebody, unseen_rig
+from lib.camera import Rig, project
+from lib.skeleton import BONES, JOINT_INDEX
+
+
+def lengths(p):
+    return np.array([np.linalg.norm(p[..., c, :] - p[..., a, :], axis=-1) for a, c in BONES])
+
+
+def test_rebody_scales_the_named_bones_only():
+    f = bone_factors({"hips": 2.0, "arms": 1.1})
+    assert f[JOINT_INDEX["r_hip"]] == 2.0 and f[JOINT_INDEX["l_wrist"]] == 1.1
+    assert f[JOINT_INDEX["spine"]] == 1.0 and f[0] == 1.0
+    pose = STANDING[None] + np.array([100.0, -50.0, 5000.0])
+    new = rebody(pose, f)
+    np.testing.assert_allclose(new[:, 0], pose[:, 0])  # the root stays
+    ratio = lengths(new) / lengths(pose)
+    np.testing.assert_allclose(ratio[:, 0], [f[c] for _, c in BONES])
+    # a joint keeps its direction from its parent: angles are kept
+    a, c = JOINT_INDEX["r_hip"], JOINT_INDEX["r_knee"]
+    d_old = pose[0, c] - pose[0, a]
+    d_new = new[0, c] - new[0, a]
+    np.testing.assert_allclose(d_new / np.linalg.norm(d_new), d_old / np.linalg.norm(d_old))
+    # hand case: the right hip 130 mm out becomes 260 mm out
+    assert new[0, JOINT_INDEX["r_hip"], 0] - new[0, 0, 0] == pytest.approx(-260.0)
+
+
+def test_unseen_rig_split_reprojects_with_the_same_camera():
+    n = 8
+    pose3d = np.repeat(STANDING[None] + np.array([0.0, 0.0, 5000.0]), n, 0).astype(np.float32)
+    rig = Rig()
+    cams = np.arange(n) % 4
+    split = {"pose3d": pose3d, "pose2d": project(pose3d, rig.intrinsics()[cams][:, None]),
+             "camera": cams, "take": np.arange(n), "style": np.zeros(n, np.int16),
+             "action": np.zeros(n, np.int16)}
+    out = unseen_rig(split)
+    assert out["pose3d"].shape == (n, 17, 3) and out["action"] is split["action"]
+    again = project(out["pose3d"], rig.intrinsics()[cams][:, None])
+    np.testing.assert_allclose(out["pose2d"], again, rtol=1e-5)
+    hip = JOINT_INDEX["l_hip"]
+    widths = np.linalg.norm(out["pose3d"][:, hip] - out["pose3d"][:, 0], axis=-1)
+    expected = [130.0 * bone_factors(BODY_TYPES[t])[hip] for t in list(BODY_TYPES) * 2]
+    np.testing.assert_allclose(widths, expected, rtol=1e-5)
+    assert list(out["style_names"]) == list(BODY_TYPES)
