@@ -49,7 +49,7 @@ LABELS = {
     "supervised": "Supervised lifter (3D labels)",
     "vae_gan_pmiss": "VAE-GAN trained with missing joints",
     "vae_gan_mirror": "VAE-GAN + knee-hinge prior (mirror-aware)",
-    "ours": "Ours: depth lifter + discriminator + cycle consistency",
+    "ours": "Ours (depth lifter + cycle)",
 }
 SEED_MODELS = ("ours", "vae_gan", "supervised")  # compared over seeds in the results chapter
 CHAPTERS = ("data", "training", "results", "diagnosis", "best_hypothesis", "missing_joints",
@@ -163,6 +163,19 @@ def execute(chapter: str, profile: str, out_dir: Path, **params) -> Path:
     return dst
 
 
+def stderr_outputs(notebook: Path) -> list[str]:
+    """What an executed chapter wrote to stderr (warnings, progress bars), one entry per
+    output: a rendered page must show none of it."""
+    nb = json.loads(Path(notebook).read_text())
+    found = []
+    for i, cell in enumerate(nb["cells"]):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                text = "".join(out["text"]) if isinstance(out["text"], list) else out["text"]
+                found.append(f"{Path(notebook).name}, cell {i}: {text.strip()[:300]}")
+    return found
+
+
 def stage(out_dir: Path) -> None:
     """Copy the book's static files beside the executed notebooks."""
     for name in ("_config.yml", "_toc.yml"):
@@ -208,9 +221,13 @@ def main(argv=None) -> None:
         t = time.perf_counter()
         print(f"[book {name}] chapter {k + 1} of {len(chapters)}: {chapter}; {_elapsed(t0)}",
               flush=True)
-        execute(chapter, profile, staged,
-                **({"seeds": args.seeds} if chapter == "results" else {}))
+        done = execute(chapter, profile, staged,
+                       **({"seeds": args.seeds} if chapter == "results" else {}))
         timings[chapter] = round(time.perf_counter() - t, 1)
+        noise = stderr_outputs(done)
+        if noise:
+            sys.exit("error: a chapter wrote to stderr (it would show in the page):\n"
+                     + "\n".join(noise))
     if not args.no_html:
         stage(staged)
         from subprocess import run

@@ -36,7 +36,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywidgets
 
 from .bvh import BVH, BVHError, read_bvh
 from .camera import Rig, project

@@ -8,6 +8,7 @@ sentence cannot disagree with the table beside it.
 from __future__ import annotations
 
 SPLIT_NAMES = {"test_unseen_styles": "unseen styles", "test_unseen_motions": "unseen motions",
+               "test_unseen_rig": "unseen rig (other bodies)",
                "test": "the test split"}
 # issue 12's targets for the unsupervised lifter, PA-MPJPE without reflections
 TARGET_RATIO = 0.80  # at most this times the flat baseline

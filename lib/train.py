@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywidgets
 
 from . import data as D
 from .config import ConfigError, load_params, make_config, parse_overrides, pick_device

@@ -232,3 +232,21 @@ def test_orient_picks_the_sign_whose_knees_bend_forwards(tmp_path):
     assert torch.allclose(project(other).flatten(1), x, atol=1e-5)
     depth = lambda p: p.unflatten(1, (16, 3))[..., 2]  # noqa: E731
     assert torch.allclose(depth(other), -depth(chosen))
+
+
+def test_stderr_in_an_executed_chapter_is_found(tmp_path):
+    from lib.book import stderr_outputs
+
+    nb = {"cells": [
+        {"cell_type": "code", "outputs": [{"output_type": "stream", "name": "stdout",
+                                           "text": ["fine\n"]}]},
+        {"cell_type": "markdown"},
+        {"cell_type": "code", "outputs": [{"output_type": "stream", "name": "stderr",
+                                           "text": "TqdmWarning: IProgress not found\n"}]},
+    ]}
+    (tmp_path / "c.ipynb").write_text(json.dumps(nb))
+    found = stderr_outputs(tmp_path / "c.ipynb")
+    assert found == ["c.ipynb, cell 2: TqdmWarning: IProgress not found"]
+    nb["cells"].pop()
+    (tmp_path / "c.ipynb").write_text(json.dumps(nb))
+    assert stderr_outputs(tmp_path / "c.ipynb") == []
