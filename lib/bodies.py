@@ -45,16 +45,45 @@ def bone_factors(body: dict) -> np.ndarray:
     return f
 
 
-def rebody(pose3d: np.ndarray, factors: np.ndarray) -> np.ndarray:
-    """Poses (N, 17, 3) with every bone scaled by ``factors`` (17,) or (N, 17), joint angles
-    and the root kept (parents come before children in :data:`lib.skeleton.PARENTS`)."""
-    factors = np.broadcast_to(np.asarray(factors, dtype=np.float64), pose3d.shape[:2])
-    out = np.array(pose3d, dtype=np.float64)
+def rebody(pose3d, factors):
+    """Poses (N, 17, 3) with every bone scaled by ``factors`` (N, 17) (or (17,) for numpy),
+    joint angles and the root kept (parents come before children in
+    :data:`lib.skeleton.PARENTS`). Numpy arrays or torch tensors, on any device."""
+    if isinstance(pose3d, np.ndarray):
+        pose3d = pose3d.astype(np.float64)
+        factors = np.broadcast_to(np.asarray(factors, dtype=np.float64), pose3d.shape[:2])
+        stack = np.stack
+    else:
+        import torch
+
+        stack = torch.stack
+    joints = [pose3d[:, 0]]
     for child in range(1, len(PARENTS)):
         parent = PARENTS[child]
         bone = pose3d[:, child] - pose3d[:, parent]
-        out[:, child] = out[:, parent] + bone * factors[:, child, None]
-    return out
+        joints.append(joints[parent] + bone * factors[:, child, None])
+    return stack(joints, 1)
+
+
+# random bodies for training (body_augment): uniform factors per pose, the same on both sides
+RANDOM_RANGES = {"hips": (1.0, 2.5), "shoulders": (1.0, 2.2), "legs": (0.85, 1.15),
+                 "arms": (0.85, 1.15)}
+
+
+def random_factors(n: int, p: float, generator=None, device=None):
+    """(n, 17) torch factors: with probability ``p`` a pose gets a random body drawn from
+    :data:`RANDOM_RANGES`, else all ones (its own body)."""
+    import torch
+
+    f = torch.ones(n, len(PARENTS), device=device)
+    if p <= 0:
+        return f
+    pick = torch.rand(n, 1, device=device, generator=generator) < p
+    for part, (lo, hi) in RANDOM_RANGES.items():
+        u = lo + (hi - lo) * torch.rand(n, 1, device=device, generator=generator)
+        cols = [JOINT_INDEX[name] for name in PARTS[part]]
+        f[:, cols] = torch.where(pick, u, f[:, cols])
+    return f
 
 
 def unseen_rig(split: dict, rig: Rig | None = None) -> dict:

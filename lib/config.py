@@ -54,6 +54,9 @@ DEFAULTS = {
     "clip_vae_value": 1000.0,
     "flip_p": 0.5,
     "p_miss": 0.0,  # fraction of training poses with 1 or 2 limb joints hidden
+    # fraction of training poses re-played on a random body (lib.bodies) before projection:
+    # the 2D training set is then synthesised from the mocap with varied bone lengths
+    "body_augment": 0.0,
     "real_label_low": 0.7,
     "real_label_high": 1.0,
     "real_noise": 0.005,
@@ -115,6 +118,8 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
         raise ConfigError(f"mode must be one of {MODES}, got {cfg['mode']!r}")
     if not 0 <= cfg["p_miss"] <= 1 or not 0 <= cfg["flip_p"] <= 1:
         raise ConfigError("p_miss and flip_p must lie in [0, 1]")
+    if not 0 <= cfg["body_augment"] <= 1:
+        raise ConfigError(f"body_augment must lie in [0, 1], got {cfg['body_augment']!r}")
     if cfg["lr"] <= 0:
         raise ConfigError(f"lr must be positive, got {cfg['lr']!r}")
     if cfg["disc_features"] not in ("pose", "kcs"):

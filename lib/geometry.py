@@ -128,10 +128,11 @@ def random_rotation_y(pose3d: torch.Tensor, angles: torch.Tensor | None = None,
 
 
 
-def chain_length(pose: np.ndarray) -> np.ndarray:
-    """Length of head-neck + neck-thorax + thorax-pelvis, per pose: (..., 17, D) -> (...)."""
+def chain_length(pose):
+    """Length of head-neck + neck-thorax + thorax-pelvis, per pose: (..., 17, D) -> (...);
+    numpy or torch."""
     a, b = pose[..., SCALE_CHAIN[:-1], :], pose[..., SCALE_CHAIN[1:], :]
-    return np.linalg.norm(a - b, axis=-1).sum(-1)
+    return (((a - b) ** 2).sum(-1) ** 0.5).sum(-1)
 
 
 @dataclass
@@ -153,14 +154,15 @@ class Normalizer:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def pose2d(self, pose2d: np.ndarray) -> np.ndarray:
-        """(N, 17, 2) pixels -> (N, 32) float32 network input."""
+    def pose2d(self, pose2d):
+        """(N, 17, 2) pixels -> (N, 32) float32 network input (numpy, or torch as given)."""
         rel = center(pose2d)[:, 1:]
         if self.mode == "pose":
             scale = chain_length(pose2d)[:, None, None]
         else:
             scale = self.scale2d
-        return (rel / (scale * self.c)).reshape(len(pose2d), -1).astype(np.float32)
+        out = (rel / (scale * self.c)).reshape(len(pose2d), -1)
+        return out.float() if hasattr(out, "float") else out.astype(np.float32)
 
     def pose3d(self, pose3d: np.ndarray) -> np.ndarray:
         """(N, 17, 3) mm -> (N, 48) float32 root-relative in units of the mean 3D chain."""

@@ -25,6 +25,8 @@ import torch
 from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywidgets
 
 from . import data as D
+from .bodies import random_factors, rebody
+from .camera import Rig
 from .config import ConfigError, load_params, make_config, parse_overrides, pick_device
 from .diagnose import depth_correlation
 from .geometry import (
@@ -77,6 +79,10 @@ class Trainer:
         dev = self.device
         self.x = torch.as_tensor(self.norm.pose2d(train["pose2d"]), device=dev)
         self.y = torch.as_tensor(self.norm.pose3d(train["pose3d"]), device=dev)
+        if cfg["body_augment"] > 0:  # the camera-frame mocap, to re-play on other bodies
+            self.mocap = torch.as_tensor(train["pose3d"], dtype=torch.float32, device=dev)
+            self.cam = torch.as_tensor(train["camera"], dtype=torch.long, device=dev)
+            self.intr = torch.as_tensor(Rig().intrinsics(), dtype=torch.float32, device=dev)
         self.val_x = torch.as_tensor(self.norm.pose2d(val["pose2d"]), device=dev)
         self.val_gt = torch.as_tensor(center(val["pose3d"]), device=dev)
 
@@ -221,6 +227,8 @@ class Trainer:
         for i in range(steps):
             idx = perm[i * bs:(i + 1) * bs]
             x, y = self.x[idx], self.y[idx]
+            if c["body_augment"] > 0:
+                x = self._other_bodies(idx)
             if c["flip_p"] > 0 and c["mode"] == "supervised":
                 x, y = self._flip_pair(x, y)
             total += self.step(x, y, beta)
@@ -228,6 +236,15 @@ class Trainer:
         stats.update(epoch=self.epoch + 1, beta=float(beta), lr=self.opt.param_groups[0]["lr"],
                      seconds=round(time.perf_counter() - t0, 3), poses=steps * bs)
         return stats
+
+    def _other_bodies(self, idx: torch.Tensor) -> torch.Tensor:
+        """Normalised 2D of the batch's mocap, a fraction ``body_augment`` of it re-played on
+        random bodies (lib.bodies) and projected by the camera that saw it."""
+        f = random_factors(len(idx), self.cfg["body_augment"], self.gen, self.device)
+        pose = rebody(self.mocap[idx], f)
+        k = self.intr[self.cam[idx]][:, None]  # (B, 1, 4): fx, fy, cx, cy
+        px = pose[..., :2] / pose[..., 2:] * k[..., :2] + k[..., 2:]
+        return self.norm.pose2d(px)
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of an epoch: constant, or a cosine from lr down to 0."""

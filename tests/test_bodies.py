@@ -48,3 +48,40 @@ def test_unseen_rig_split_reprojects_with_the_same_camera():
     expected = [130.0 * bone_factors(BODY_TYPES[t])[hip] for t in list(BODY_TYPES) * 2]
     np.testing.assert_allclose(widths, expected, rtol=1e-5)
     assert list(out["style_names"]) == list(BODY_TYPES)
+
+
+def test_training_on_random_bodies_keeps_the_2d_of_unchanged_poses():
+    import torch
+    from test_train import TINY, TRAIN, VAL
+
+    from lib.bodies import random_factors
+    from lib.train import Trainer
+
+    tr = Trainer({**TINY, "body_augment": 1e-9}, "/tmp/unused", train={
+        **TRAIN, "camera": np.zeros(len(TRAIN["pose2d"]), np.int16)}, val=VAL)
+    idx = torch.arange(16)
+    # (almost) no pose re-bodied: the synthesised 2D is the split's own (same camera model)
+    x = tr._other_bodies(idx)
+    assert x.shape == (16, 32)
+    own = tr.norm.pose2d(project(TRAIN["pose3d"][:16], Rig().intrinsics()[0]))
+    np.testing.assert_allclose(x.numpy(), own, atol=1e-5)
+    f = random_factors(1000, 0.5, torch.Generator().manual_seed(0))
+    changed = (f != 1).any(1).float().mean().item()
+    assert 0.4 < changed < 0.6  # about half of the poses get another body
+    hips = f[:, JOINT_INDEX["r_hip"]]
+    assert hips.min() >= 1.0 and hips.max() <= 2.5
+    assert torch.equal(hips, f[:, JOINT_INDEX["l_hip"]])  # both sides alike
+
+
+def test_ours_trains_on_random_bodies(tmp_path):
+    import math
+
+    from test_train import TINY, TRAIN, VAL
+
+    from lib.book import OURS
+    from lib.train import Trainer
+
+    split = {**TRAIN, "camera": np.arange(len(TRAIN["pose2d"])) % 4}
+    rows = Trainer({**TINY, **OURS, "body_augment": 0.5, "epochs": 2}, tmp_path / "r",
+                   train=split, val=VAL).fit()
+    assert all(math.isfinite(r["loss"]) for r in rows) and rows[-1]["cycle"] < rows[0]["cycle"]
