@@ -70,20 +70,36 @@ RANDOM_RANGES = {"hips": (1.0, 2.5), "shoulders": (1.0, 2.2), "legs": (0.85, 1.1
                  "arms": (0.85, 1.15)}
 
 
+def _part_tables():
+    import torch
+
+    onehot = torch.zeros(len(RANDOM_RANGES), len(PARENTS))
+    for k, part in enumerate(RANDOM_RANGES):
+        for name in PARTS[part]:
+            onehot[k, JOINT_INDEX[name]] = 1.0
+    low = torch.tensor([lo for lo, _ in RANDOM_RANGES.values()])
+    high = torch.tensor([hi for _, hi in RANDOM_RANGES.values()])
+    return onehot, 1.0 - onehot.sum(0), low, high
+
+
+_PART_OF_JOINT, _UNLISTED, _LOW, _HIGH = _part_tables()
+
+
 def random_factors(n: int, p: float, generator=None, device=None):
     """(n, 17) torch factors: with probability ``p`` a pose gets a random body drawn from
     :data:`RANDOM_RANGES`, else all ones (its own body)."""
     import torch
 
-    f = torch.ones(n, len(PARENTS), device=device)
+    from .geometry import on_device
+
     if p <= 0:
-        return f
+        return torch.ones(n, len(PARENTS), device=device)
     pick = torch.rand(n, 1, device=device, generator=generator) < p
-    for part, (lo, hi) in RANDOM_RANGES.items():
-        u = lo + (hi - lo) * torch.rand(n, 1, device=device, generator=generator)
-        cols = [JOINT_INDEX[name] for name in PARTS[part]]
-        f[:, cols] = torch.where(pick, u, f[:, cols])
-    return f
+    lo = on_device(_LOW, device)
+    u = lo + (on_device(_HIGH, device) - lo) * torch.rand(n, len(RANDOM_RANGES), device=device,
+                                                        generator=generator)
+    f = u @ on_device(_PART_OF_JOINT, device) + on_device(_UNLISTED, device)  # (n, 17)
+    return torch.where(pick, f, torch.ones_like(f))
 
 
 def unseen_rig(split: dict, rig: Rig | None = None) -> dict:

@@ -130,6 +130,26 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
         raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', got {cfg['lr_schedule']!r}")
     if (cfg["lambda_cycle"] > 0 or cfg["depth_only"]) and cfg["mode"] == "supervised":
         raise ConfigError("depth_only and lambda_cycle apply to the unsupervised modes only")
+    if cfg["body_augment"] > 0 and (cfg["mode"] == "supervised" or cfg["dataset"] != "bnmd17"):
+        raise ConfigError("body_augment re-plays BNMD-17's mocap through its own cameras: it "
+                          "applies to the unsupervised modes on dataset: bnmd17 only")
+    if cfg["lambda_cycle"] > 0 and cfg["p_miss"] > 0:
+        raise ConfigError("lambda_cycle compares whole poses, so it cannot train with missing "
+                          "joints (p_miss > 0)")
+    if cfg["orient"] and not cfg["depth_only"]:
+        raise ConfigError("orient mirrors predicted depths, which keeps the input exactly only "
+                          "for a depth_only lifter")
+    if cfg["compile"] not in (False, True, "reduce-overhead", "max-autotune"):
+        raise ConfigError(f"compile must be false, true, 'reduce-overhead' or 'max-autotune', "
+                          f"got {cfg['compile']!r}")
+    try:
+        dev = pick_device(cfg["device"])
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"device {cfg['device']!r} is not a device ({e}); use auto, cpu or "
+                          f"cuda[:N]") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {cfg['device']!r}: CUDA is not available on this machine; "
+                          f"use device=auto or cpu")
     if cfg["depth_only"] and cfg["p_miss"] > 0:
         raise ConfigError("depth_only takes x, y from the input, so it cannot train with "
                           "missing joints (p_miss > 0)")
@@ -153,7 +173,7 @@ def load_params(path: str | os.PathLike) -> dict:
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return torch.device(str(name))
 
 
 def parse_overrides(items: list[str]) -> dict:

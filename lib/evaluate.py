@@ -21,7 +21,7 @@ import torch
 from . import data as D
 from .geometry import apply_mask, center, missing_mask
 from .metrics import best_of_k, pa_mpjpe, summarize
-from .models import predict
+from .models import lift_all, predict
 from .priors import backward_knee_rate
 from .runs import Run, load_run
 from .skeleton import LIMB_JOINTS
@@ -114,8 +114,7 @@ def realism_test(run, n: int = 20000, steps: int = 800, seed: int = 0,
     x = torch.as_tensor(norm.pose2d(train["pose2d"]), device=dev)
     real, lifted = x[:n], x[n:2 * n]
     with torch.no_grad():
-        pose3d = torch.cat([lifter(lifted[i:i + 8192], sample=False)[0].float()
-                            for i in range(0, len(lifted), 8192)])
+        pose3d = lift_all(lifter, lifted)
         novel = project(random_rotation_y(pose3d, generator=gen)).flatten(1)
     data = torch.cat([real, novel])
     labels = torch.cat([torch.ones(len(real)), torch.zeros(len(novel))]).to(dev)

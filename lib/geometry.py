@@ -26,6 +26,7 @@ from .skeleton import FLIP, LIMB_JOINTS, SCALE_CHAIN
 C = 10.0  # projection distance
 FLIP16 = torch.as_tensor(FLIP[1:] - 1)  # left/right swap on the 16 non-root joints
 LIMB16 = torch.as_tensor(LIMB_JOINTS) - 1
+_CHAIN_FROM, _CHAIN_TO = torch.as_tensor(SCALE_CHAIN[:-1]), torch.as_tensor(SCALE_CHAIN[1:])
 _ON_DEVICE: dict = {}
 
 
@@ -131,7 +132,11 @@ def random_rotation_y(pose3d: torch.Tensor, angles: torch.Tensor | None = None,
 def chain_length(pose):
     """Length of head-neck + neck-thorax + thorax-pelvis, per pose: (..., 17, D) -> (...);
     numpy or torch."""
-    a, b = pose[..., SCALE_CHAIN[:-1], :], pose[..., SCALE_CHAIN[1:], :]
+    if isinstance(pose, torch.Tensor):  # constant indices copied to the device once
+        a = pose[..., on_device(_CHAIN_FROM, pose.device), :]
+        b = pose[..., on_device(_CHAIN_TO, pose.device), :]
+    else:
+        a, b = pose[..., SCALE_CHAIN[:-1], :], pose[..., SCALE_CHAIN[1:], :]
     return (((a - b) ** 2).sum(-1) ** 0.5).sum(-1)
 
 

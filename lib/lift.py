@@ -23,13 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .geometry import C, apply_mask, center, chain_length
+from .config import pick_device
+from .geometry import C, Normalizer, apply_mask
 from .runs import Run
 from .skeleton import JOINTS, SCALE_CHAIN
 
@@ -69,6 +71,8 @@ def coco_to_h36m(kp: np.ndarray) -> np.ndarray:
         m = 0.5 * (a + b)
         if kp.shape[2] == 3:
             m[:, 2] = np.minimum(a[:, 2], b[:, 2])
+        else:  # no scores: a source at (0, 0) is missing, and so is the joint made from it
+            m[~(np.abs(a).sum(-1) > 0) | ~(np.abs(b).sum(-1) > 0)] = 0.0
         return m
 
     out[:, 0] = mid(kp[:, _CO["l_hip"]], kp[:, _CO["r_hip"]])
@@ -79,6 +83,8 @@ def coco_to_h36m(kp: np.ndarray) -> np.ndarray:
     out[:, 10, :2] = ears[:, :2] + HEAD_ABOVE_EARS * (ears[:, :2] - out[:, 8, :2])
     if kp.shape[2] == 3:
         out[:, 10, 2] = np.minimum(ears[:, 2], out[:, 8, 2])
+    else:
+        out[~(np.abs(ears).sum(-1) > 0) | ~(np.abs(out[:, 8]).sum(-1) > 0), 10] = 0.0
     return out
 
 
@@ -109,6 +115,12 @@ class PoseLifter:
         if not allow_unfinished and not run.finished():
             raise LiftError(f"{run.path}: the run is not finished (no 'done' marker); finish "
                             f"it with python -m lib.train --resume, or pass allow_unfinished")
+        try:
+            dev = pick_device(device)
+        except (RuntimeError, TypeError):
+            raise LiftError(f"device {device!r} is not a device; use auto, cpu or cuda") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise LiftError(f"device {device!r}: CUDA is not available here; use auto or cpu")
         try:
             net, norm, cfg = run.load(device)
         except FileNotFoundError as e:
@@ -177,10 +189,8 @@ class PoseLifter:
         if len(keep) == 0:
             return LiftResult(np.zeros((0, 17, 3)), keep, None, skipped)
         xy = np.where(visible[keep, :, None], xy[keep], 0.0)
-        rel = center(xy)
-        scale = chain_length(xy)[:, None, None]  # per pose: any camera, any resolution
-        x = torch.as_tensor((rel[:, 1:] / (scale * C)).reshape(len(keep), -1),
-                            dtype=torch.float32, device=self.device)
+        # each pose by its own head-to-pelvis length: any camera, any resolution
+        x = torch.as_tensor(Normalizer("pose", C).pose2d(xy), device=self.device)
         mask = torch.as_tensor(visible[keep, 1:], dtype=torch.float32, device=self.device)
         x = apply_mask(x, mask)
         with torch.no_grad():
@@ -217,7 +227,9 @@ def read_keypoints(path) -> np.ndarray:
                 if "keypoints" not in f:
                     raise LiftError(f"{path}: no 'keypoints' array (found {sorted(f.files)})")
                 kp = np.asarray(f["keypoints"], dtype=np.float64)
-        except (ValueError, OSError) as e:
+        except LiftError:
+            raise
+        except (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
             raise LiftError(f"{path}: not a readable .npz file ({e})") from None
     elif path.suffix == ".json":
         try:
@@ -232,7 +244,11 @@ def read_keypoints(path) -> np.ndarray:
         for i, entry in enumerate(raw):
             if isinstance(entry, dict):
                 entry = entry.get("keypoints", [])
-            arr = np.asarray(entry if entry is not None else [], dtype=np.float64)
+            try:
+                arr = np.asarray(entry if entry is not None else [], dtype=np.float64)
+            except (ValueError, TypeError):
+                raise LiftError(f"{path}: frame {i} is not a list of numbers "
+                                f"(17 x [x, y, score])") from None
             if arr.size == 0:
                 frames.append(np.full((17, 3), np.nan))
                 continue
@@ -304,7 +320,10 @@ def main(argv=None) -> None:
     out = {"poses3d": res.poses.astype(np.float32), "frames": res.frames}
     if res.std is not None:
         out["std"] = res.std.astype(np.float32)
-    np.savez(args.out, **out)
+    try:
+        np.savez(args.out, **out)
+    except OSError as e:
+        sys.exit(f"error: {args.out}: cannot write ({e.strerror or e})")
     if args.plot:
         h36m = coco_to_h36m(kp) if args.format == "coco17" else kp
         plot_result(args.plot, h36m, res)

@@ -294,12 +294,17 @@ def build_models(cfg: dict) -> dict[str, nn.Module | None]:
 
 
 @torch.no_grad()
-def predict(lifter: nn.Module, norm, x2d: torch.Tensor, batch: int = 65536) -> torch.Tensor:
-    """Single hypothesis (the decoded mean latent code) of every input, in batches, through
-    ``norm.to_mm`` (a :class:`lib.geometry.Normalizer`): (N, 17, 3), root at the origin.
-    Put the lifter in eval mode first."""
+def lift_all(lifter: nn.Module, x2d: torch.Tensor, batch: int = 65536) -> torch.Tensor:
+    """Single hypothesis (the decoded mean latent code) of every input, in batches, in
+    network space (N, 48). Put the lifter in eval mode first."""
     out = [lifter(x2d[i:i + batch], sample=False)[0].float() for i in range(0, len(x2d), batch)]
-    return norm.to_mm(torch.cat(out))
+    return torch.cat(out)
+
+
+def predict(lifter: nn.Module, norm, x2d: torch.Tensor, batch: int = 65536) -> torch.Tensor:
+    """:func:`lift_all` through ``norm.to_mm`` (a :class:`lib.geometry.Normalizer`):
+    (N, 17, 3) millimetres, root at the origin."""
+    return norm.to_mm(lift_all(lifter, x2d, batch))
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -24,6 +24,7 @@ import torch
 import yaml
 
 from .config import DEFAULTS, RUNTIME_KEYS, make_config, pick_device
+from .data import atomic_write
 from .geometry import Normalizer
 
 
@@ -36,7 +37,10 @@ def config_differences(a: dict, b: dict) -> list[str]:
     one of them lacks counts as its default (a parameter added later, whose default keeps
     the old behaviour, does not make an older run different)."""
     a, b = {**DEFAULTS, **a}, {**DEFAULTS, **b}
-    return sorted(k for k in set(a) | set(b) if k not in RUNTIME_KEYS and a.get(k) != b.get(k))
+    ignore = RUNTIME_KEYS
+    if "cosine" in (a["lr_schedule"], b["lr_schedule"]):  # the schedule depends on epochs
+        ignore = ignore - {"epochs"}
+    return sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
 
 
 class Run:
@@ -48,6 +52,7 @@ class Run:
         self.history_path = self.path / "history.jsonl"
         self.checkpoint = self.path / "checkpoint.pt"
         self.done_path = self.path / "done"
+        self.sign_path = self.path / "depth_sign"  # written by orient()
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
@@ -97,12 +102,12 @@ class Run:
         ckpt = torch.load(self.checkpoint, map_location=dev, weights_only=False)
         lifter = build_models(ckpt["config"])["lifter"].to(dev)
         lifter.load_state_dict(ckpt.get("lifter_ema") or ckpt["lifter"])
-        if hasattr(lifter, "depth_sign"):
-            lifter.depth_sign = float(ckpt.get("depth_sign", 1.0))
+        if hasattr(lifter, "depth_sign") and self.sign_path.is_file():
+            lifter.depth_sign = float(self.sign_path.read_text())
         return lifter.eval(), Normalizer(**ckpt["normalizer"]), ckpt["config"]
 
     def orient(self, train: dict, n: int = 20000) -> float:
-        """Choose the run's depth sign from 2D alone and store it in the checkpoint.
+        """Choose the run's depth sign from 2D alone and store it beside the checkpoint.
 
         A pose and its depth mirror explain the same 2D equally well, so the losses cannot
         choose between them; anatomy can: real knees bend forwards. The lifter's poses for
@@ -111,32 +116,22 @@ class Run:
         sign (+1 keeps the network's own depth, -1 mirrors every prediction).
         """
         from .data import subset
+        from .models import lift_all
         from .priors import backward_knee_rate
 
         lifter, norm, _ = self.load("cpu")
         lifter.depth_sign = 1.0
         x = torch.as_tensor(norm.pose2d(subset(train, n, seed=0)["pose2d"]))
-        def lift():
-            with torch.no_grad():
-                return torch.cat([lifter(x[i:i + 8192], sample=False)[0]
-                                  for i in range(0, len(x), 8192)])
-
-        own = lift()
+        own = lift_all(lifter, x)
         lifter.depth_sign = -1.0
-        mirror = lift()
+        mirror = lift_all(lifter, x)
         sign = -1.0 if backward_knee_rate(mirror) < backward_knee_rate(own) else 1.0
-        ckpt = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
-        ckpt["depth_sign"] = sign
-        tmp = self.checkpoint.with_suffix(".pt.tmp")
-        torch.save(ckpt, tmp)
-        os.replace(tmp, self.checkpoint)
+        atomic_write(self.sign_path, lambda f: f.write(f"{sign:g}\n".encode()))
         return sign
 
     def oriented(self) -> bool:
-        """True if the checkpoint holds a depth sign chosen by :meth:`orient`."""
-        if not self.checkpoint.is_file():
-            return False
-        return "depth_sign" in torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        """True if :meth:`orient` chose a depth sign for the current checkpoint."""
+        return self.sign_path.is_file()
 
 
 def load_run(run: str | os.PathLike, device: str = "auto"):

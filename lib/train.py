@@ -105,6 +105,7 @@ class Trainer:
         self.ema = None
         if cfg["ema"] > 0:
             self.ema = copy.deepcopy(self.lifter).requires_grad_(False)
+        self.ema_steps = 0
         self.epoch = 0
 
     # ---- one optimisation step -------------------------------------------------------
@@ -186,9 +187,13 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self):
-        """ema <- decay * ema + (1 - decay) * weights; BatchNorm statistics are copied."""
+        """ema <- decay * ema + (1 - decay) * weights; BatchNorm statistics are copied. The
+        decay warms up as min(ema, (1 + t) / (10 + t)) after t updates, so that a short run's
+        average is not dominated by the initial weights."""
+        decay = min(self.cfg["ema"], (1 + self.ema_steps) / (10 + self.ema_steps))
+        self.ema_steps += 1
         ema_p = list(self.ema.parameters())
-        torch._foreach_lerp_(ema_p, list(self.lifter.parameters()), 1.0 - self.cfg["ema"])
+        torch._foreach_lerp_(ema_p, list(self.lifter.parameters()), 1.0 - decay)
         for e, b in zip(self.ema.buffers(), self.lifter.buffers(), strict=True):
             e.copy_(b)
 
@@ -281,6 +286,7 @@ class Trainer:
             "epoch": self.epoch, "config": self.cfg, "normalizer": self.norm.to_dict(),
             "lifter": self.lifter.state_dict(), "opt": self.opt.state_dict(),
             "lifter_ema": self.ema.state_dict() if self.ema is not None else None,
+            "ema_steps": self.ema_steps,
             "disc": self.disc.state_dict() if self.disc is not None else None,
             "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
             "device_type": self.device.type,
@@ -290,11 +296,8 @@ class Trainer:
         }
 
     def save(self, name: str = "checkpoint.pt") -> Path:
-        path = self.out / name
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save(self.state(), tmp)
-        os.replace(tmp, path)
-        return path
+        state = self.state()
+        return D.atomic_write(self.out / name, lambda f: torch.save(state, f))
 
     def load(self, path: str | os.PathLike) -> None:
         """Restore a checkpoint of the same configuration (runtime keys may differ).
@@ -303,7 +306,11 @@ class Trainer:
         live, so a run checkpointed on one device resumes on another; the random-number
         streams continue exactly only on the device type that wrote them.
         """
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # torn, empty or not a checkpoint: say which file
+            raise RunError(f"{path}: unreadable checkpoint ({type(e).__name__}); train afresh "
+                           f"with --force") from None
         changed = config_differences(ckpt["config"], self.cfg)
         if changed:
             raise ConfigError(f"{path}: written with another configuration (differs in "
@@ -311,6 +318,7 @@ class Trainer:
         self.lifter.load_state_dict(ckpt["lifter"])
         if self.ema is not None:
             self.ema.load_state_dict(ckpt["lifter_ema"])
+            self.ema_steps = ckpt.get("ema_steps", 0)
         self.opt.load_state_dict(ckpt["opt"])
         if self.disc is not None:
             self.disc.load_state_dict(ckpt["disc"])
@@ -355,7 +363,8 @@ class Trainer:
         else:
             # a fresh run: nothing of an earlier run in this folder may survive to be
             # resumed or reported under this configuration
-            for stale in (history_path, run.checkpoint, run.done_path, *run.evaluations()):
+            for stale in (history_path, run.checkpoint, run.done_path, run.sign_path,
+                          *run.evaluations()):
                 stale.unlink(missing_ok=True)
         run.write_config(c)
         last = c["epochs"] if stop_after is None else min(c["epochs"], self.epoch + stop_after)
@@ -419,6 +428,8 @@ def main(argv=None) -> None:
         rows = trainer.fit(resume=args.resume, force=args.force)
     except (ConfigError, D.DataError, RunError) as e:
         sys.exit(f"error: {e}")
+    except OSError as e:  # a run folder that cannot be written
+        sys.exit(f"error: {e.filename or out}: {e.strerror or e}")
     last = rows[-1] if rows else {}
     print(json.dumps({"run": str(out), "epochs": trainer.epoch, "device": str(trainer.device),
                       "val_pa_mpjpe": last.get("val_pa_mpjpe"),

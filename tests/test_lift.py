@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from test_train import TINY, TRAIN, VAL
 
 from lib.book import OURS
@@ -31,6 +32,15 @@ def coco_person():
         kp[COCO17.index(name)] = (x, y, 0.9)
     kp[COCO17.index("l_ear"), 2] = 0.5
     return kp
+
+
+def test_coco_without_scores_a_missing_hip_makes_a_missing_pelvis():
+    kp = coco_person()[None, :, :2].copy()
+    kp[0, COCO17.index("l_hip")] = 0.0  # not detected
+    h = coco_to_h36m(kp)[0]
+    assert h[0].tolist() == [0.0, 0.0]  # pelvis missing, not halfway to the right hip
+    assert h[7].tolist() == [0.0, 0.0]  # and so is the spine made from it
+    assert h[8].tolist() == [50.0, 100.0]
 
 
 def test_coco_to_h36m_by_hand():
@@ -70,6 +80,8 @@ def test_lift_coco_and_skips_frames_without_a_person(run):
 
 @pytest.mark.parametrize(("content", "message"), [
     (b"", "the file is empty"),
+    (json.dumps([[[1, 2, 1], [1, 2]] + [[1, 2, 1]] * 15]).encode(), "frame 0 is not a list of"),
+    (json.dumps([["a"] * 51]).encode(), "frame 0 is not a list of numbers"),
     (b"{not json", "not valid JSON"),
     (json.dumps([[[1, 2, 1]] * 16]).encode(), "frame 0 has 48 numbers"),
     (json.dumps({"other": 1}).encode(), "non-empty list of frames"),
@@ -91,6 +103,10 @@ def test_bad_npz_and_paths_are_named(tmp_path):
     np.savez(tmp_path / "c.npz", keypoints=np.full((2, 17, 2), np.inf))
     with pytest.raises(LiftError, match="infinite"):
         read_keypoints(tmp_path / "c.npz")
+    np.savez(tmp_path / "e.npz", keypoints=np.zeros((2, 17, 2)))
+    (tmp_path / "torn.npz").write_bytes((tmp_path / "e.npz").read_bytes()[:50])
+    with pytest.raises(LiftError, match="torn.npz: not a readable .npz file"):
+        read_keypoints(tmp_path / "torn.npz")
     (tmp_path / "d.csv").write_text("1,2")
     with pytest.raises(LiftError, match="unknown file type '.csv'"):
         read_keypoints(tmp_path / "d.csv")
@@ -133,3 +149,9 @@ def test_cli_writes_poses_and_a_picture(run, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["lifted"] == 3
     with pytest.raises(SystemExit, match="error: .*nope.json: no such file"):
         main(["--run", str(run), "--input", str(tmp_path / "nope.json")])
+    with pytest.raises(SystemExit, match="error: .*no/such/dir/out.npz: cannot write"):
+        main(["--run", str(run), "--input", str(tmp_path / "in.npz"), "--format", "h36m17",
+              "--out", str(tmp_path / "no/such/dir/out.npz"), "--device", "cpu"])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="error: device 'cuda': CUDA is not available"):
+            main(["--run", str(run), "--input", str(tmp_path / "in.npz"), "--device", "cuda"])

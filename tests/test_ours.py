@@ -74,6 +74,15 @@ def test_symmetry_loss_by_hand():
     assert symmetry_loss(3 * longer).item() == pytest.approx(1 / 18, rel=1e-5)
 
 
+def test_a_cosine_run_is_another_run_for_another_number_of_epochs():
+    from lib.runs import config_differences
+
+    base = make_config({**TINY, "epochs": 4})
+    assert config_differences(base, {**base, "epochs": 8}) == []  # constant lr: resumable
+    cos = {**base, "lr_schedule": "cosine"}
+    assert config_differences(cos, {**cos, "epochs": 8}) == ["epochs"]
+
+
 def test_cosine_learning_rate():
     tr = Trainer({**TINY, "lr_schedule": "cosine", "epochs": 4}, "/tmp/unused", TRAIN, VAL)
     assert [tr.lr_at(e) for e in range(5)] == pytest.approx(
@@ -88,9 +97,13 @@ def test_ours_trains_predicts_with_its_ema_and_resumes_bit_for_bit(tmp_path):
     assert all(r["cycle"] > 0 and math.isfinite(r["loss"]) for r in rows)
     assert rows[-1]["cycle"] < rows[0]["cycle"]  # the views become consistent
     assert [r["lr"] for r in rows] == pytest.approx([a.lr_at(e) for e in range(3)])
-    # the EMA differs from the raw weights, and it is what load_run returns
+    # the EMA is what load_run returns; its warm-up lets it follow a short run: it is
+    # closer to the trained weights than to the initial ones
     raw, ema = a.lifter.state_dict(), a.ema.state_dict()
-    assert any(not torch.equal(raw[k], ema[k]) for k in raw)
+    init = Trainer(cfg, tmp_path / "init", train=TRAIN, val=VAL).lifter.state_dict()
+    key = "encoder.mu.weight"
+    assert (ema[key] - raw[key]).norm() < (ema[key] - init[key]).norm()
+    assert a.ema_steps == 3 * (len(TRAIN["pose2d"]) // TINY["batch_size"])
     lifter, _, _ = load_run(tmp_path / "a", device="cpu")
     for k, v in lifter.state_dict().items():
         assert torch.equal(v, ema[k])
@@ -108,6 +121,12 @@ def test_ours_trains_predicts_with_its_ema_and_resumes_bit_for_bit(tmp_path):
     ({"ema": 1.0}, "ema"), ({"lr_schedule": "step"}, "lr_schedule"),
     ({"mode": "supervised", "depth_only": True}, "unsupervised"),
     ({"depth_only": True, "p_miss": 0.5}, "missing joints"),
+    ({"lambda_cycle": 0.01, "p_miss": 0.5}, "lambda_cycle .* missing"),
+    ({"mode": "supervised", "body_augment": 0.5}, "body_augment"),
+    ({"dataset": "h36m", "body_augment": 0.5}, "body_augment"),
+    ({"orient": True}, "orient .* depth_only"),
+    ({"compile": "maybe"}, "compile must be"),
+    ({"device": "gpu"}, "device 'gpu' is not a device"),
 ])
 def test_bad_settings_of_ours_are_clear_errors(bad, message):
     with pytest.raises(ConfigError, match=message):
@@ -217,8 +236,10 @@ def test_orient_picks_the_sign_whose_knees_bend_forwards(tmp_path):
     tr.fit()  # orient: true -> a sign is chosen at the end and stored
     run = Run(tmp_path / "r")
     assert run.oriented()
+    sign = float(run.sign_path.read_text())
     lifter, norm, _ = run.load("cpu")
-    x = torch.as_tensor(norm.pose2d(TRAIN["pose2d"][:512]))
+    assert lifter.depth_sign == sign
+    x = torch.as_tensor(norm.pose2d(TRAIN["pose2d"]))  # the 2D that orient() looked at
     from lib.priors import backward_knee_rate
 
     with torch.no_grad():
@@ -226,6 +247,13 @@ def test_orient_picks_the_sign_whose_knees_bend_forwards(tmp_path):
         lifter.depth_sign *= -1
         other = lifter(x, sample=False)[0]
     assert backward_knee_rate(chosen) <= backward_knee_rate(other)
+    # the choice is made again from the same 2D when asked: the same sign
+    assert run.orient(TRAIN) == sign
+    # a fresh run in the folder forgets the old sign
+    Trainer({**TINY, **OURS, "epochs": 1, "orient": False}, tmp_path / "r", train=TRAIN,
+            val=VAL)
+    run.sign_path.write_text("-1\n")
+    assert run.load("cpu")[0].depth_sign == -1.0
     # the mirror keeps the input: a depth-only pose still reprojects exactly
     from lib.geometry import project
 

@@ -350,3 +350,13 @@ def test_cuda_epoch_never_waits_for_the_host(tmp_path, mode):
             tr.step(x, y, beta)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_resume_from_a_torn_checkpoint_is_a_clear_error(tmp_path):
+    tr, _ = run(tmp_path, epochs=2, checkpoint_every=1)
+    tr.fit(stop_after=1)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:200])
+    again, _ = run(tmp_path, epochs=2, checkpoint_every=1)
+    with pytest.raises(RunError, match="checkpoint.pt: unreadable checkpoint .* --force"):
+        again.fit(resume=True)
