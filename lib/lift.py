@@ -1,7 +1,7 @@
 """Lift your own 2D keypoints to 3D with a trained run.
 
     python -m lib.lift --run runs/default/ours --input keypoints.json [--format coco17|h36m17]
-                       [--image-size W H] [--k 10] [--out poses.npz] [--plot poses.png]
+                       [--image-size W H] [--k 10] [--out poses.npz] [--plot poses.png|.gif]
 
 From Python::
 
@@ -268,29 +268,51 @@ def read_keypoints(path) -> np.ndarray:
     return kp
 
 
-def plot_result(path, keypoints_h36m: np.ndarray, result: LiftResult, frame: int = 0) -> None:
-    """The 2D input beside the 3D result from the front and from the side, for one frame."""
+MAX_ANIMATED = 600  # frames in an animation (every n-th frame beyond that)
+
+
+def plot_result(path, keypoints_h36m: np.ndarray, result: LiftResult, fps: float = 10) -> None:
+    """The 2D input beside the 3D result from the front and from the side: a picture of the
+    first lifted frame (``.png``, ``.pdf``, ...) or an animation of all of them (``.gif``;
+    ``.mp4`` where ffmpeg is installed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import animation
 
     from .plots import skeleton_2d, skeleton_3d
 
-    i = int(np.flatnonzero(result.frames == frame)[0]) if frame in result.frames else 0
+    path = Path(path)
+    animate = path.suffix.lower() in (".gif", ".mp4")
+    if path.suffix.lower() == ".mp4" and not animation.writers.is_available("ffmpeg"):
+        raise LiftError(f"{path}: an .mp4 needs ffmpeg, which is not installed; use .gif")
     fig = plt.figure(figsize=(12, 4))
-    ax = fig.add_subplot(1, 3, 1)
-    skeleton_2d(ax, keypoints_h36m[result.frames[i], :, :2])
-    ax.set_title(f"2D input, frame {result.frames[i]} (pixels)")
-    ax.set_xlabel("x (px)")
-    ax.set_ylabel("y (px)")
-    for j, (azim, name) in enumerate(((-90, "front"), (0, "side"))):
-        ax = fig.add_subplot(1, 3, j + 2, projection="3d")
-        skeleton_3d(ax, result.poses[i])
-        ax.view_init(elev=10, azim=azim)
-        ax.set_title(f"3D, {name} view (mm)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    axes = [fig.add_subplot(1, 3, 1)] + [fig.add_subplot(1, 3, j, projection="3d")
+                                         for j in (2, 3)]
+
+    def draw(i):
+        for ax in axes:
+            ax.cla()
+        skeleton_2d(axes[0], keypoints_h36m[result.frames[i], :, :2])
+        axes[0].set_title(f"2D input, frame {result.frames[i]}")
+        axes[0].set_xlabel("x (px)")
+        axes[0].set_ylabel("y (px)")
+        for ax, (azim, name) in zip(axes[1:], ((-90, "front"), (0, "side")), strict=True):
+            skeleton_3d(ax, result.poses[i], radius=1000)
+            ax.view_init(elev=10, azim=azim)
+            ax.set_title(f"3D, {name} view (mm)")
+
+    if not animate:
+        draw(0)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    else:
+        step = max(1, int(np.ceil(len(result.frames) / MAX_ANIMATED)))
+        anim = animation.FuncAnimation(fig, draw, frames=range(0, len(result.frames), step))
+        writer = (animation.PillowWriter(fps=fps) if path.suffix.lower() == ".gif"
+                  else animation.FFMpegWriter(fps=fps))
+        anim.save(path, writer=writer, dpi=70)
     plt.close(fig)
 
 
@@ -303,7 +325,8 @@ def main(argv=None) -> None:
     p.add_argument("--threshold", type=float, default=0.3, help="confidence below = missing")
     p.add_argument("--k", type=int, default=1, help="hypotheses per frame (variational models)")
     p.add_argument("--out", default="poses3d.npz", help="output .npz (poses3d, frames[, std])")
-    p.add_argument("--plot", help="also draw the first kept frame to this .png")
+    p.add_argument("--plot", help="also draw the first kept frame (.png) or animate every "
+                                  "kept frame (.gif, or .mp4 with ffmpeg)")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     try:
@@ -326,7 +349,10 @@ def main(argv=None) -> None:
         sys.exit(f"error: {args.out}: cannot write ({e.strerror or e})")
     if args.plot:
         h36m = coco_to_h36m(kp) if args.format == "coco17" else kp
-        plot_result(args.plot, h36m, res)
+        try:
+            plot_result(args.plot, h36m, res)
+        except LiftError as e:
+            sys.exit(f"error: {e}")
     print(json.dumps({"run": args.run, "input": args.input, "frames": len(kp),
                       "lifted": len(res.frames), "skipped": len(res.skipped), "out": args.out,
                       "units": "mm of the training body, root-relative, camera axes"}))

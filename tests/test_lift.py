@@ -147,6 +147,13 @@ def test_cli_writes_poses_and_a_picture(run, tmp_path, capsys):
         assert f["poses3d"].shape == (3, 17, 3) and f["frames"].tolist() == [0, 1, 2]
     assert (tmp_path / "out.png").stat().st_size > 1000
     assert json.loads(capsys.readouterr().out)["lifted"] == 3
+    main(["--run", str(run), "--input", str(tmp_path / "in.npz"), "--format", "h36m17",
+          "--out", str(tmp_path / "out.npz"), "--plot", str(tmp_path / "seq.gif"),
+          "--device", "cpu"])
+    from PIL import Image
+
+    with Image.open(tmp_path / "seq.gif") as gif:
+        assert gif.n_frames == 3  # one per lifted frame
     with pytest.raises(SystemExit, match="error: .*nope.json: no such file"):
         main(["--run", str(run), "--input", str(tmp_path / "nope.json")])
     with pytest.raises(SystemExit, match="error: .*no/such/dir/out.npz: cannot write"):
