@@ -291,6 +291,8 @@ def plot_result(path, keypoints_h36m: np.ndarray, result: LiftResult, fps: float
     axes = [fig.add_subplot(1, 3, 1)] + [fig.add_subplot(1, 3, j, projection="3d")
                                          for j in (2, 3)]
 
+    radius = 1.1 * float(np.abs(result.poses).max())  # one scale for every frame
+
     def draw(i):
         for ax in axes:
             ax.cla()
@@ -299,7 +301,7 @@ def plot_result(path, keypoints_h36m: np.ndarray, result: LiftResult, fps: float
         axes[0].set_xlabel("x (px)")
         axes[0].set_ylabel("y (px)")
         for ax, (azim, name) in zip(axes[1:], ((-90, "front"), (0, "side")), strict=True):
-            skeleton_3d(ax, result.poses[i], radius=1000)
+            skeleton_3d(ax, result.poses[i], radius=radius)
             ax.view_init(elev=10, azim=azim)
             ax.set_title(f"3D, {name} view (mm)")
 
