@@ -176,8 +176,47 @@ def stderr_outputs(notebook: Path) -> list[str]:
     return found
 
 
+MATHJAX = "mathjax@3.2.2"  # typesets the formulas; served from the book itself (offline)
+
+
+def vendor_mathjax(dest: Path) -> Path:
+    """MathJax's browser bundle (``es5/``, without its 4 MB speech module) copied to
+    ``dest``, from the npm registry's package, fetched once into ``_build/``."""
+    import subprocess
+    import tarfile
+
+    cached = BUILD / MATHJAX.replace("@", "-")
+    if not (cached / "tex-chtml.js").is_file():
+        BUILD.mkdir(parents=True, exist_ok=True)
+        try:
+            out = subprocess.run(["npm", "pack", MATHJAX, "--pack-destination", str(BUILD)],
+                                 capture_output=True, text=True, check=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise SystemExit(f"error: could not fetch {MATHJAX} with npm ({e}); the book serves "
+                             f"MathJax itself so that formulas render offline: install Node.js "
+                             f"(npm) and build again") from None
+        tgz = BUILD / out.stdout.strip().splitlines()[-1]
+        tmp = cached.with_name(cached.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        with tarfile.open(tgz) as tar:
+            members = [m for m in tar.getmembers() if m.name.startswith("package/es5/")
+                       and not m.name.startswith("package/es5/sre")]
+            tar.extractall(tmp, members=members, filter="data")
+        shutil.rmtree(cached, ignore_errors=True)
+        (tmp / "package" / "es5").rename(cached)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tgz.unlink()
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(cached, dest)
+    return dest
+
+
 def stage(out_dir: Path) -> None:
-    """Copy the book's static files beside the executed notebooks."""
+    """Copy the book's static files beside the executed notebooks, and MathJax into
+    ``_vendor/`` (published as ``_static/mathjax/``, see _config.yml; not ``_static/``,
+    whose every .js Jupyter Book would load into each page)."""
+    shutil.rmtree(out_dir / "_static", ignore_errors=True)
+    vendor_mathjax(out_dir / "_vendor" / "mathjax")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(REPO / name, out_dir / name)
     for f in (REPO / "book").iterdir():
