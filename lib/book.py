@@ -229,6 +229,8 @@ def main(argv=None) -> None:
     p.add_argument("--params", default="params/default.yaml", help="profile file")
     p.add_argument("--only", nargs="*", choices=CHAPTERS, help="execute only these chapters")
     p.add_argument("--no-html", action="store_true", help="execute, but skip the HTML build")
+    p.add_argument("--screenshots", metavar="DIR",
+                   help="after the build, save a screenshot of every page to DIR (Chromium)")
     p.add_argument("--seeds", type=int, default=3,
                    help="seeds per model in the results chapter's seed study (default 3)")
     args = p.parse_args(argv)
@@ -277,10 +279,34 @@ def main(argv=None) -> None:
         if run(cmd).returncode != 0:
             raise SystemExit("error: jupyter-book build failed (see the messages above)")
         print(f"book: {BUILD / 'html' / 'index.html'}")
+        if args.screenshots:
+            for shot in screenshots(BUILD / "html", Path(args.screenshots)):
+                print(f"screenshot: {shot}")
     timings["total"] = round(time.perf_counter() - t0, 1)
     suffix = "-partial" if args.only else ""  # keep the full build's timings
     (BUILD / f"timings-{name}{suffix}.json").write_text(json.dumps(timings, indent=1))
     print(json.dumps(timings))
+
+
+def screenshots(html: Path, out: Path, width: int = 1280, height: int = 8000) -> list[Path]:
+    """A tall screenshot of every chapter page with headless Chromium (for a person to look
+    at the figures and tables as a reader's 1280-px window shows them)."""
+    from subprocess import run
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        raise SystemExit("error: --screenshots needs Chromium (apt-get install -y chromium)")
+    out.mkdir(parents=True, exist_ok=True)
+    shots = []
+    for page in sorted((html / "book").glob("*.html")):
+        shot = (out / f"{page.stem}.png").resolve()
+        run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--disable-background-networking", "--no-first-run",
+             f"--user-data-dir={BUILD / '.chromium'}", "--virtual-time-budget=8000",
+             f"--window-size={width},{height}", f"--screenshot={shot}", page.as_uri()],
+            capture_output=True, timeout=120)
+        shots.append(shot)
+    return shots
 
 
 def _elapsed(t0: float) -> str:
