@@ -95,14 +95,20 @@ def model_config(profile: str, model: str, seed: int = 0, **overrides) -> dict:
 def ensure_run(profile: str, model: str, seed: int = 0, **overrides) -> Path:
     """Train ``model`` under ``profile`` unless a finished run with that configuration
     exists; an interrupted run resumes from its last checkpoint. Returns the run folder."""
-    cfg = model_config(profile, model, seed, **overrides)
-    run = Run(run_dir(profile, model, seed))
+    return ensure_trained(model_config(profile, model, seed, **overrides),
+                          run_dir(profile, model, seed))
+
+
+def ensure_trained(cfg: dict, folder: Path) -> Path:
+    """A finished run of ``cfg`` in ``folder``: reused, resumed, or trained (replacing a run
+    of another configuration: the book and the studies own their folders)."""
+    run = Run(folder)
     if run.finished(cfg):
         if cfg["orient"] and not run.oriented():  # finished before it was asked for
             run.orient(D.load(cfg, "train"))
         return run.path
     resume = run.checkpoint.is_file() and run.matches(cfg)
-    Trainer(cfg, run.path).fit(resume=resume, force=True)  # the book owns runs/<profile>/
+    Trainer(cfg, run.path).fit(resume=resume, force=True)
     return run.path
 
 

@@ -67,16 +67,16 @@ class Rig:
         return np.einsum("fkij,fknj->fkni", R, rel)
 
 
-def project(points: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-    """Perspective projection of camera-frame points (..., 3) with (fx, fy, cx, cy) -> pixels.
+def project(points, intrinsics):
+    """Perspective projection of camera-frame points (..., 3) with (fx, fy, cx, cy) -> pixels
+    (..., 2); numpy arrays or torch tensors.
 
-    ``intrinsics`` broadcasts against ``points[..., 0]`` (e.g. shape (K, 1, 4) for points of
-    shape (K, J, 3)).
+    ``intrinsics`` (..., 4) broadcasts against the points' leading dimensions (e.g. shape
+    (K, 1, 4) for points of shape (K, J, 3)).
     """
-    intrinsics = np.asarray(intrinsics)
-    fx, fy, cx, cy = (intrinsics[..., i] for i in range(4))
-    z = points[..., 2]
-    return np.stack([fx * points[..., 0] / z + cx, fy * points[..., 1] / z + cy], axis=-1)
+    if not hasattr(intrinsics, "shape"):
+        intrinsics = np.asarray(intrinsics)
+    return intrinsics[..., 0:2] * points[..., :2] / points[..., 2:3] + intrinsics[..., 2:4]
 
 
 def unproject(pixels: np.ndarray, depth: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:

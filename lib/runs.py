@@ -84,8 +84,9 @@ class Run:
             return False
         if cfg is None:
             return True
-        cfg = make_config(cfg)
-        return self.matches(cfg) and self.config().get("epochs") == cfg["epochs"]
+        cfg, saved = make_config(cfg), self.config()
+        return (saved is not None and not config_differences(saved, cfg)
+                and saved.get("epochs") == cfg["epochs"])
 
     def evaluations(self) -> list[Path]:
         return sorted(self.path.glob("eval-*.json"))

@@ -29,6 +29,7 @@ from . import data as D
 from .book import (
     MODELS,
     OURS,
+    ensure_trained,
     evaluation,
     model_config,
     params_path,
@@ -121,8 +122,6 @@ def select(profile: str, candidates=CANDIDATES, budget=SELECT_BUDGET) -> dict:
     the 2D-only realism test; {name: {"critic_accuracy", "critic_bce"}}, lower is better.
     No 3D ground truth is read."""
     from .evaluate import realism_test
-    from .runs import Run
-    from .train import Trainer
 
     params = load_params(params_path(profile))
     out = {}
@@ -130,11 +129,8 @@ def select(profile: str, candidates=CANDIDATES, budget=SELECT_BUDGET) -> dict:
         print(f"[select {profile}] candidate {i + 1} of {len(candidates)}: {name}",
               file=sys.stderr, flush=True)
         cfg = make_config(params, {**overrides, **budget})
-        run = Run(REPO / "runs" / profile_name(profile) / "select" / name)
-        if not run.finished(cfg):
-            resume = run.checkpoint.is_file() and run.matches(cfg)
-            Trainer(cfg, run.path).fit(resume=resume, force=True)
-        out[name] = realism_test(run.path)
+        out[name] = realism_test(ensure_trained(cfg, REPO / "runs" / profile_name(profile)
+                                                / "select" / name))
     return out
 
 

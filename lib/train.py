@@ -27,6 +27,7 @@ from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywid
 from . import data as D
 from .bodies import random_factors, rebody
 from .camera import Rig
+from .camera import project as project_px
 from .config import ConfigError, load_params, make_config, parse_overrides, pick_device
 from .diagnose import depth_correlation
 from .geometry import (
@@ -247,9 +248,7 @@ class Trainer:
         random bodies (lib.bodies) and projected by the camera that saw it."""
         f = random_factors(len(idx), self.cfg["body_augment"], self.gen, self.device)
         pose = rebody(self.mocap[idx], f)
-        k = self.intr[self.cam[idx]][:, None]  # (B, 1, 4): fx, fy, cx, cy
-        px = pose[..., :2] / pose[..., 2:] * k[..., :2] + k[..., 2:]
-        return self.norm.pose2d(px)
+        return self.norm.pose2d(project_px(pose, self.intr[self.cam[idx]][:, None]))
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of an epoch: constant, or a cosine from lr down to 0."""
