@@ -276,22 +276,28 @@ def _parse_motion(block: bytes, motion_line: int, num_channels: int, step: int, 
     frame_time = _number(*values[b"Frame Time:"], src)
 
     first = header[1] + 1  # index in `lines` of the first frame line
-    frame_lines = [ln for ln in lines[first:] if not _blank(ln)]
-    if len(frame_lines) != declared:
-        problem = "truncated file? " if len(frame_lines) < declared else ""
+    frame_rows = [k for k in range(first, len(lines)) if not _blank(lines[k])]
+    if len(frame_rows) != declared:
+        problem = "truncated file? " if len(frame_rows) < declared else ""
         raise BVHError(
-            f"{src}: {problem}found {len(frame_lines)} frame lines but 'Frames:' "
+            f"{src}: {problem}found {len(frame_rows)} frame lines but 'Frames:' "
             f"declares {declared}"
         )
-    kept = frame_lines[::step]
+    kept = frame_rows[::step]
     if not kept:
         return frame_time, np.zeros((0, num_channels))
     try:
-        motion = np.loadtxt(kept, dtype=np.float64, comments=None, ndmin=2)
+        motion = np.loadtxt([lines[k] for k in kept], dtype=np.float64, comments=None,
+                            ndmin=2)
     except ValueError:
         motion = None
     if motion is None or motion.shape[1] != num_channels:
         _find_bad_frame_line(lines, first, motion_line, num_channels, src)
+    bad = ~np.isfinite(motion)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise BVHError(f"{src}: line {motion_line + kept[row]}: channel {col + 1} is "
+                       f"{motion[row, col]} (every channel must be a finite number)")
     return frame_time, motion
 
 

@@ -7,6 +7,7 @@ The model, trainer, evaluation and book all read the same dict.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -111,9 +112,22 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
                 cfg[key] = float(cfg[key])
             except ValueError:
                 raise ConfigError(f"{key} must be a number, got {cfg[key]!r}") from None
-    for key in ("epochs", "batch_size", "width", "latent", "checkpoint_every", "val_every"):
-        if not isinstance(cfg[key], int) or cfg[key] <= 0:
+    check_types(cfg)
+    for key in ("epochs", "batch_size", "width", "latent", "checkpoint_every", "val_every",
+                "frame_step", "val_size", "enc_blocks", "dec_blocks", "disc_blocks",
+                "sup_blocks"):
+        if cfg[key] <= 0:
             raise ConfigError(f"{key} must be a positive integer, got {cfg[key]!r}")
+    if cfg["train_size"] is not None and (not _is_int(cfg["train_size"])
+                                          or cfg["train_size"] <= 0):
+        raise ConfigError(f"train_size must be a positive integer or null (all poses), got "
+                          f"{cfg['train_size']!r}")
+    for key in ("dropout", "disc_dropout", "sup_dropout"):
+        if not 0 <= cfg[key] < 1:
+            raise ConfigError(f"{key} is a probability in [0, 1), got {cfg[key]!r}")
+    negative = [k for k in cfg if k.startswith(("lambda_", "clip_")) and cfg[k] < 0]
+    if negative:
+        raise ConfigError(f"{negative[0]} must not be negative, got {cfg[negative[0]]!r}")
     if cfg["mode"] not in MODES:
         raise ConfigError(f"mode must be one of {MODES}, got {cfg['mode']!r}")
     if not 0 <= cfg["p_miss"] <= 1 or not 0 <= cfg["flip_p"] <= 1:
@@ -156,13 +170,40 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
     return cfg
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_types(cfg: dict) -> None:
+    """Each value has its default's type: whole numbers where the default is one (``true`` is
+    not 1), finite numbers where it is a float, true/false where it is a boolean."""
+    for key, default in DEFAULTS.items():
+        v = cfg[key]
+        if isinstance(default, bool) and key != "compile":
+            ok, what = isinstance(v, bool), "true or false"
+        elif _is_int(default) and key != "seed":
+            ok, what = _is_int(v), "a whole number"
+        elif key == "seed":
+            ok, what = _is_int(v) and v >= 0, "a whole number >= 0"
+        elif isinstance(default, float):
+            ok = (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+            what = "a finite number"
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"{key} must be {what}, got {v!r}")
+
+
 def load_params(path: str | os.PathLike) -> dict:
     """A YAML parameter file as a dict (a missing or malformed file is a clear error)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: parameter file not found")
     try:
-        params = yaml.safe_load(path.read_text()) or {}
+        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a YAML file of key: value lines "
+                          f"expected)") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from e
     if not isinstance(params, dict):

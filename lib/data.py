@@ -25,6 +25,8 @@ import json
 import os
 import re
 import shutil
+import signal
+import sys
 import tarfile
 import tempfile
 import time
@@ -57,6 +59,12 @@ NAME_KEYS = ("camera_names", "action_names", "style_names", "take_names")
 
 class DataError(ValueError):
     """A data file or folder is missing or malformed; the message names it and the problem."""
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (``kill``, a scheduler's time limit) into SystemExit, so that clean-up
+    code (``finally``: temporary files and folders) runs as it does for Ctrl-C."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def atomic_write(path: str | os.PathLike, write) -> Path:
@@ -264,16 +272,28 @@ def iter_takes(source: Path):
         raise DataError(f"{source}: no .bvh files in this archive. " + HOW_TO_GET)
 
 
+_DIGESTS: dict = {}  # (path, size, mtime_ns) -> content digest, for this process
+
+
+def _digest(path: Path) -> str:
+    """SHA-1 of a file's bytes (about 0.3 s for the 87 MB archive), remembered in this
+    process while the file's size and modification time stay the same."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        with open(path, "rb") as f:
+            _DIGESTS[key] = hashlib.file_digest(f, "sha1").hexdigest()
+    return _DIGESTS[key]
+
+
 def source_fingerprint(source: Path) -> str:
-    """Cheap content fingerprint: sizes and names for a folder, size and head bytes for a file."""
+    """Content fingerprint of the source: the archive's bytes, or every BVH file's name and
+    bytes in a folder. A file edited in place, even to the same size, changes it."""
+    if not source.is_dir():
+        return _digest(source)
     h = hashlib.sha1()
-    if source.is_dir():
-        for f in sorted(source.rglob("*.bvh")):
-            h.update(f"{f.relative_to(source)}:{f.stat().st_size};".encode())
-    else:
-        h.update(str(source.stat().st_size).encode())
-        with open(source, "rb") as f:
-            h.update(f.read(1 << 20))
+    for f in sorted(source.rglob("*.bvh")):
+        h.update(f"{f.relative_to(source)}:{_digest(f)};".encode())
     return h.hexdigest()
 
 
@@ -285,7 +305,10 @@ def bnmd_settings(frame_step: int = 4, rig: Rig | None = None) -> dict:
 
 def _take_job(args):
     stem, data, frame_step, rig = args
-    return stem, take_arrays(data, stem, frame_step, rig)
+    try:
+        return stem, take_arrays(data, stem, frame_step, rig)
+    except BVHError as e:  # one error type for every data CLI to catch
+        raise DataError(str(e)) from None
 
 
 def bounded_map(pool, fn, items, window: int):
@@ -379,14 +402,16 @@ def bnmd17(source=None, cache=None, frame_step: int = 4, rig: Rig | None = None,
     key = hashlib.sha1(json.dumps([source_fingerprint(source), settings], sort_keys=True,
                                   default=str).encode()).hexdigest()[:12]
     out = find_cache(cache) / f"bnmd17-{key}"
-    meta = out / "meta.json"
-    if meta.is_file() and not rebuild and all((out / f"{s}.npz").is_file() for s in SPLITS):
+    if (out / "meta.json").is_file() and not rebuild and all(
+            (out / f"{s}.npz").is_file() for s in SPLITS):
         return out
     # build beside the target and move it into place when complete, so that a failure
     # (a bad take, a missing split, Ctrl-C) leaves no half-written folder and keeps an
-    # older complete build
+    # older complete build; a build killed outright leaves its temporary folder, which the
+    # next build sweeps away (its name carries the builder's process id)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    sweep_temporary(out.parent)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-pid{os.getpid()}-"))
     try:
         summary = build_bnmd17(source, tmp, frame_step, rig, progress=progress)
         (tmp / "meta.json").write_text(json.dumps(
@@ -405,11 +430,65 @@ def bnmd17(source=None, cache=None, frame_step: int = 4, rig: Rig | None = None,
     return out
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def sweep_temporary(cache: Path) -> list[Path]:
+    """Remove temporary build folders (``.bnmd17-<key>-pid<N>-*``) whose builder is gone;
+    returns what was removed. A build in progress in another process is left alone."""
+    removed = []
+    for tmp in cache.glob(".bnmd17-*-pid*-*"):
+        m = re.search(r"-pid(\d+)-", tmp.name)
+        if tmp.is_dir() and m and not _alive(int(m.group(1))):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def read_meta(folder: Path) -> dict:
+    """A cache folder's ``meta.json``, or a :class:`DataError` that says how to rebuild."""
+    path = folder / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+        meta["summary"], meta["settings"]  # noqa: B018 (the keys every reader needs)
+        return meta
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: damaged cache description ({type(e).__name__}: {e}); "
+                        f"rebuild it with python -m lib.data --rebuild") from None
+
+
+def check_cache(folder: Path) -> dict:
+    """Validate a cache folder the way training will read it: its description and every
+    split file (keys, shapes, dtypes, finite values). Returns the description."""
+    meta = read_meta(folder)
+    for s in SPLITS:
+        cached_split(folder, s)
+    return meta
+
+
+def cached_split(folder: Path, split: str) -> dict:
+    """One split of a cache folder; a damaged file's error says how to rebuild it."""
+    try:
+        return load_split(folder / f"{split}.npz")
+    except DataError as e:
+        raise DataError(f"{e}; rebuild the cache with python -m lib.data --rebuild") from None
+
+
 def cached_build(cache: Path, settings: dict) -> Path | None:
     """The newest complete cache folder built with exactly these settings, if any."""
     found = []
     for meta in cache.glob("bnmd17-*/meta.json"):
-        info = json.loads(meta.read_text())
+        try:
+            info = read_meta(meta.parent)
+        except DataError:
+            continue
         same = json.dumps(info["settings"], sort_keys=True) == json.dumps(
             json.loads(json.dumps(settings, default=str)), sort_keys=True)
         if same and all((meta.parent / f"{s}.npz").is_file() for s in SPLITS):
@@ -456,7 +535,7 @@ def load(cfg: dict, split: str, progress: bool = False) -> dict:
                             f"{(*SPLITS, UNSEEN_RIG)}")
         folder = bnmd17(cfg.get("source"), cfg.get("cache"), cfg.get("frame_step", 4),
                         progress=progress)
-        return load_split(folder / f"{split}.npz")
+        return cached_split(folder, split)
     if cfg["dataset"] == "h36m":
         if split not in H36M_SPLITS:
             raise DataError(f"unknown Human3.6M split {split!r}; choose one of {H36M_SPLITS}")
@@ -498,18 +577,18 @@ def main(argv=None) -> None:
                    help="time a full build into a fresh temporary cache and the loading of "
                         "each split, print the timings as JSON, delete the temporary cache")
     args = p.parse_args(argv)
+    exit_on_sigterm()
     if args.benchmark:
         print(json.dumps(benchmark(args.source, args.frame_step)))
         return
     t0 = time.perf_counter()
     try:
         out = bnmd17(args.source, args.cache, args.frame_step, rebuild=args.rebuild)
+        summary = check_cache(out)["summary"]
     except DataError as e:
         raise SystemExit(f"error: {e}") from None
-    summary = json.loads((out / "meta.json").read_text())["summary"]
     summary.update(cache=str(out), seconds=round(time.perf_counter() - t0, 1))
     print(json.dumps(summary))
-
 
 if __name__ == "__main__":
     main()

@@ -100,7 +100,7 @@ class Run:
             raise FileNotFoundError(f"{self.checkpoint}: no checkpoint; train first with "
                                     f"python -m lib.train")
         dev = pick_device(device)
-        ckpt = torch.load(self.checkpoint, map_location=dev, weights_only=False)
+        ckpt = read_checkpoint(self.checkpoint, dev)
         lifter = build_models(ckpt["config"])["lifter"].to(dev)
         lifter.load_state_dict(ckpt.get("lifter_ema") or ckpt["lifter"])
         if hasattr(lifter, "depth_sign") and self.sign_path.is_file():
@@ -133,6 +133,18 @@ class Run:
     def oriented(self) -> bool:
         """True if :meth:`orient` chose a depth sign for the current checkpoint."""
         return self.sign_path.is_file()
+
+
+def read_checkpoint(path: str | os.PathLike, device="cpu") -> dict:
+    """A checkpoint's dict; a torn, empty or foreign file is a :class:`RunError` naming it."""
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+        if not isinstance(ckpt, dict) or not {"config", "lifter", "normalizer"} <= set(ckpt):
+            raise TypeError("not a checkpoint of lib.train")
+    except Exception as e:
+        raise RunError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e}); train "
+                       f"afresh with --force") from None
+    return ckpt
 
 
 def load_run(run: str | os.PathLike, device: str = "auto"):

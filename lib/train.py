@@ -53,7 +53,7 @@ from .losses import (
 from .metrics import pa_mpjpe
 from .models import build_models, predict
 from .priors import hinge_loss, symmetry_loss
-from .runs import Run, RunError, config_differences
+from .runs import Run, RunError, config_differences, read_checkpoint
 
 # --------------------------------------------------------------------------------------
 # the trainer
@@ -305,11 +305,7 @@ class Trainer:
         live, so a run checkpointed on one device resumes on another; the random-number
         streams continue exactly only on the device type that wrote them.
         """
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # torn, empty or not a checkpoint: say which file
-            raise RunError(f"{path}: unreadable checkpoint ({type(e).__name__}); train afresh "
-                           f"with --force") from None
+        ckpt = read_checkpoint(path)
         changed = config_differences(ckpt["config"], self.cfg)
         if changed:
             raise ConfigError(f"{path}: written with another configuration (differs in "
@@ -418,6 +414,7 @@ def main(argv=None) -> None:
                    help="replace a run already in the folder (default: refuse)")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_args(argv)
+    D.exit_on_sigterm()  # a killed training still removes its temporary files
     try:
         params = load_params(args.params) if args.params else {}
         cfg = make_config(params, parse_overrides(args.overrides))

@@ -216,6 +216,8 @@ def test_truncated_file():
         ("Zposition Zrotation", "Zposition Wrotation", "unknown channel name 'Wrotation'"),
         ("Frames: 3\n", "", "missing 'Frames:'"),
         ("Frames: 3", "Frames: 4", "found 3 frame lines but 'Frames:' declares 4"),
+        ("0 0 0 90 0", "0 0 nan 90 0", f"line {FRAME_LINES[1]}: channel 3 is nan"),
+        ("0 0 0 90 0", "0 0 -inf 90 0", f"line {FRAME_LINES[1]}: channel 3 is -inf"),
     ],
 )  # fmt: skip
 def test_malformed_files(old, new, expected):

@@ -400,3 +400,71 @@ def test_find_cache_and_split_of(tmp_path, monkeypatch):
     for bad in ("dataset-3_walk_normal_001", "walk_normal_001", "dataset-2_walk_normal"):
         with pytest.raises(DataError, match=f"{bad}.bvh: file name"):
             split_of(bad)
+
+
+def test_a_take_edited_in_place_to_the_same_size_gets_a_new_cache(tmp_path):
+    source = write_dataset(tmp_path, dict.fromkeys(
+        ("dataset-2_walk_normal_001", "dataset-2_walk_elderly_001", "dataset-1_bow_happy_001")))
+    cache = tmp_path / "cache"
+    out = bnmd17(source=source, cache=cache, frame_step=4, progress=False)
+    take = next(source.rglob("dataset-2_walk_normal_001.bvh"))
+    text = take.read_text()
+    lines = text.split("\n")
+    k = next(i for i, ln in enumerate(lines) if ln.startswith("Frame Time")) + 1
+    edited = lines[k].replace("1", "2", 1)  # one digit of the first frame changed
+    assert edited != lines[k]
+    lines[k] = edited
+    take.write_text("\n".join(lines))
+    assert len(take.read_text()) == len(text)  # same size
+    fresh = bnmd17(source=source, cache=cache, frame_step=4, progress=False)
+    assert fresh != out
+    assert not np.array_equal(load_split(fresh / "train.npz")["pose3d"],
+                              load_split(out / "train.npz")["pose3d"])
+
+
+def test_nan_in_a_take_names_the_take_and_line(tmp_path):
+    source = write_dataset(tmp_path)
+    bad = next(source.rglob("dataset-2_walk_elderly_001.bvh"))
+    lines = bad.read_text().split("\n")
+    k = next(i for i, ln in enumerate(lines) if ln.startswith("Frame Time")) + 1
+    values = lines[k].split()
+    values[4] = "nan"
+    lines[k] = " ".join(values)
+    bad.write_text("\n".join(lines))
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match=rf"dataset-2_walk_elderly_001.bvh: line {k + 1}: "
+                                        r"channel 5 is nan"):
+        bnmd17(source=source, cache=cache, frame_step=1, progress=False)
+    assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_temporary_folders_of_dead_builds_are_swept(tmp_path):
+    source = write_dataset(tmp_path)
+    cache = tmp_path / "cache"
+    dead = cache / ".bnmd17-0123456789ab-pid999999999-x1"  # no such process
+    live = cache / f".bnmd17-0123456789ab-pid{os.getpid()}-x2"  # a build in progress
+    for d in (dead, live):
+        (d / "part").mkdir(parents=True)
+    out = bnmd17(source=source, cache=cache, frame_step=4, progress=False)
+    assert sorted(p.name for p in cache.iterdir()) == sorted([out.name, live.name])
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda out: (out / "meta.json").write_text('{"summ'), "meta.json: damaged cache"),
+    (lambda out: (out / "train.npz").write_bytes((out / "train.npz").read_bytes()[:100]),
+     "train.npz: not a readable .npz"),
+    (lambda out: np.savez(out / "test_unseen_styles.npz", pose3d=np.zeros((2, 17, 3))),
+     "test_unseen_styles.npz: missing key"),
+])
+def test_lib_data_validates_an_existing_cache(tmp_path, capsys, damage, expected):
+    source = write_dataset(tmp_path)
+    cache = tmp_path / "cache"
+    out = bnmd17(source=source, cache=cache, frame_step=4, progress=False)
+    damage(out)
+    args = ["--source", str(source), "--cache", str(cache), "--frame-step", "4"]
+    with pytest.raises(SystemExit) as info:
+        data.main(args)
+    message = str(info.value)
+    assert expected in message and "--rebuild" in message
+    data.main([*args, "--rebuild"])  # and the advice works
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cache"] == str(out)

@@ -32,3 +32,14 @@ def test_missing_run_and_int_list():
     with pytest.raises(SystemExit, match="checkpoint.pt: no checkpoint"):
         main(["--run", "/nowhere"])
     assert int_list("1, 5,10", "--k", low=1) == (1, 5, 10)
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04torn", b"not a checkpoint at all"])
+def test_damaged_checkpoint_is_one_line(run, tmp_path, content):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    (broken / "checkpoint.pt").write_bytes(content)
+    with pytest.raises(SystemExit, match=r"^error: .*broken/checkpoint.pt: unreadable checkpoint"):
+        main(["--run", str(broken), "--split", "test_unseen_styles"])

@@ -237,7 +237,7 @@ def test_bad_parameters_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown parameter"):
         make_config({}, {"epoch": 3})
     for key, value in (("batch_size", -1), ("epochs", 0), ("width", 2.5), ("latent", "8")):
-        with pytest.raises(ConfigError, match=f"{key} must be a positive integer"):
+        with pytest.raises(ConfigError, match=f"{key} must be a (positive integer|whole number)"):
             make_config({key: value})
     with pytest.raises(ConfigError, match="mode must be one of"):
         make_config({"mode": "gan"})
@@ -260,6 +260,25 @@ def test_bad_parameters_are_clear_errors(tmp_path):
         make_config({"lr": "fast"})
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("lr", float("nan"), "lr must be a finite number, got nan"),
+    ("lambda_kld", float("inf"), "lambda_kld must be a finite number"),
+    ("dropout", 5, r"dropout is a probability in \[0, 1\), got 5"),
+    ("disc_dropout", -0.1, "disc_dropout is a probability"),
+    ("train_size", -5, "train_size must be a positive integer or null"),
+    ("train_size", 2.5, "train_size must be a positive integer or null"),
+    ("seed", "abc", "seed must be a whole number >= 0, got 'abc'"),
+    ("seed", -1, "seed must be a whole number >= 0"),
+    ("frame_step", 0, "frame_step must be a positive integer, got 0"),
+    ("epochs", True, "epochs must be a whole number, got True"),
+    ("bf16", 1, "bf16 must be true or false, got 1"),
+    ("lambda_hinge", -1, "lambda_hinge must not be negative"),
+])
+def test_ill_typed_or_out_of_range_values(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config({key: value})
+
+
 def test_param_files(tmp_path):
     for name in ("quick", "default", "thesis", "h36m"):
         make_config(load_params(REPO / "params" / f"{name}.yaml"))  # all valid
@@ -273,6 +292,9 @@ def test_param_files(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="list.yaml: expected a mapping"):
         load_params(tmp_path / "list.yaml")
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ConfigError, match="binary.yaml: not a text file"):
+        load_params(tmp_path / "binary.yaml")
 
 
 def test_cli_errors_exit_with_a_message(tmp_path, monkeypatch):
