@@ -221,7 +221,7 @@ def _parse_hierarchy(header: str, src: str):
                     raise BVHError(f"{src}: line {line}: OFFSET needs 3 numbers, got {args}")
                 offsets[stack[-1]] = tuple(_number(a, line, src) for a in args)
             else:
-                count = int(_number(args[0], line, src)) if args else -1
+                count = _count(args[0], line, src) if args else -1
                 chans = tuple(args[1:])
                 if count != len(chans):
                     raise BVHError(
@@ -246,11 +246,22 @@ def _parse_hierarchy(header: str, src: str):
 
 
 def _number(text: str, line: int, src: str) -> float:
-    """float(text), or a BVHError naming the line."""
+    """float(text) for a finite number, or a BVHError naming the line."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise BVHError(f"{src}: line {line}: non-numeric value {text!r}") from None
+    if not np.isfinite(value):
+        raise BVHError(f"{src}: line {line}: {text!r} is not a finite number")
+    return value
+
+
+def _count(text: str, line: int, src: str) -> int:
+    """A non-negative whole number (a channel or frame count), or a BVHError."""
+    value = _number(text, line, src)
+    if value != int(value) or value < 0:
+        raise BVHError(f"{src}: line {line}: expected a whole number >= 0, got {text!r}")
+    return int(value)
 
 
 def _blank(text: bytes) -> bool:
@@ -272,7 +283,7 @@ def _parse_motion(block: bytes, motion_line: int, num_channels: int, step: int, 
     for key in (b"Frames:", b"Frame Time:"):
         if key not in values:
             raise BVHError(f"{src}: missing '{key.decode()}' line after MOTION")
-    declared = int(_number(*values[b"Frames:"], src))
+    declared = _count(*values[b"Frames:"], src)
     frame_time = _number(*values[b"Frame Time:"], src)
 
     first = header[1] + 1  # index in `lines` of the first frame line

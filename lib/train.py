@@ -351,6 +351,8 @@ class Trainer:
             raise RunError(f"{run.path}: holds {state}; --resume to continue it, --force to "
                            f"replace it, or --out for another folder")
         run.path.mkdir(parents=True, exist_ok=True)
+        for torn in run.path.glob(".*.tmp"):  # a write cut short by a kill: never renamed
+            torn.unlink()
         history_path = run.history_path
         if resume:
             self.load(run.checkpoint)
