@@ -164,6 +164,9 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {cfg['device']!r}: CUDA is not available on this machine; "
                           f"use device=auto or cpu")
+    if dev.type != "cuda" and (cfg["bf16"] or cfg["compile"] == "reduce-overhead"):
+        raise ConfigError(f"{'bf16' if cfg['bf16'] else 'compile: reduce-overhead'} is a CUDA "
+                          f"option and this run trains on {dev.type}; drop it or use a GPU")
     if cfg["depth_only"] and cfg["p_miss"] > 0:
         raise ConfigError("depth_only takes x, y from the input, so it cannot train with "
                           "missing joints (p_miss > 0)")

@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywidgets
 
 from . import data as D
+from . import distributed as dist
 from .bodies import random_factors, rebody
 from .camera import Rig
 from .camera import project as project_px
@@ -67,13 +68,19 @@ class Trainer:
                  val: dict | None = None):
         self.cfg = cfg = make_config(cfg)
         self.out = Path(out)
-        self.device = pick_device(cfg["device"])
+        # under torchrun: this process's rank, the number of ranks, and its device
+        self.rank, self.world, self.device = dist.init(pick_device(cfg["device"]))
         torch.manual_seed(cfg["seed"])
         self.gen = torch.Generator(self.device).manual_seed(cfg["seed"])
         if train is None:
-            train = D.load(cfg, "train", progress=cfg["progress"])
+            train = D.load(cfg, "train", progress=cfg["progress"] and self.rank == 0)
             val = D.load(cfg, cfg["val_split"])
         train = D.subset(train, cfg["train_size"], cfg["seed"])
+        n = len(train["pose2d"])
+        if cfg["batch_size"] % self.world or self.world > min(n, cfg["batch_size"]):
+            raise ConfigError(f"batch_size {cfg['batch_size']} ({n} training poses) cannot be "
+                              f"shared equally by {self.world} ranks: use a number of ranks "
+                              f"that divides it")
         self.train_split = train  # 2D of it chooses the depth sign (orient)
         val = D.subset(val, cfg["val_size"], cfg["seed"] + 1)
         self.norm = Normalizer.fit(train, cfg["scale_mode"])
@@ -88,6 +95,9 @@ class Trainer:
         self.val_gt = torch.as_tensor(center(val["pose3d"]), device=dev)
 
         nets = build_models(cfg)
+        if self.world > 1:  # BatchNorm over the whole batch, as one process would see it
+            nets = {k: dist.global_batchnorm(v) if v is not None else None
+                    for k, v in nets.items()}
         self.lifter = nets["lifter"].to(dev)
         self.disc = nets["disc"].to(dev) if nets["disc"] is not None else None
         if dev.type == "cuda":
@@ -203,6 +213,7 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for p in module.parameters() if p.grad is not None]
+        dist.average_gradients(params)  # several ranks: the whole batch's gradient
         if max_value:
             torch.nn.utils.clip_grad_value_(params, max_value)
         if max_norm:
@@ -221,24 +232,32 @@ class Trainer:
             self.disc.train()
         n, bs = len(self.x), min(c["batch_size"], len(self.x))
         steps = max(1, n // bs)
+        shard = bs // self.world  # this rank's part of every batch
+        lo = self.rank * shard
         beta = torch.tensor(beta_schedule(self.epoch, c["lambda_kld"], c["kld_warmup"],
                                           c["kld_cycle"], c["kld_hold"]), device=self.device)
         lr = self.lr_at(self.epoch)
         for opt in (self.opt, self.opt_d):
             for group in opt.param_groups if opt is not None else ():
                 group["lr"] = lr
-        perm = torch.randperm(n, device=self.device, generator=self.gen)
+        # randomness is a function of (seed, epoch[, rank]): the same batches on every rank,
+        # each rank its own augmentations, and a resumed epoch draws what it drew before
+        order = torch.Generator(self.device).manual_seed(dist.epoch_seed(c["seed"], self.epoch))
+        perm = torch.randperm(n, device=self.device, generator=order)
+        self.gen.manual_seed(dist.epoch_seed(c["seed"], self.epoch, self.rank))
+        torch.manual_seed(dist.epoch_seed(c["seed"], self.epoch, self.rank))  # dropout
         total = torch.zeros(len(self.STATS), device=self.device)
         t0 = time.perf_counter()
         for i in range(steps):
-            idx = perm[i * bs:(i + 1) * bs]
+            idx = perm[i * bs + lo:i * bs + lo + shard]
             x, y = self.x[idx], self.y[idx]
             if c["body_augment"] > 0:
                 x = self._other_bodies(idx)
             if c["flip_p"] > 0 and c["mode"] == "supervised":
                 x, y = self._flip_pair(x, y)
             total += self.step(x, y, beta)
-        stats = dict(zip(self.STATS, (total / steps).tolist(), strict=True))  # one sync
+        total = dist.mean_over_ranks(total / steps)
+        stats = dict(zip(self.STATS, total.tolist(), strict=True))  # one sync
         stats.update(epoch=self.epoch + 1, beta=float(beta), lr=self.opt.param_groups[0]["lr"],
                      seconds=round(time.perf_counter() - t0, 3), poses=steps * bs)
         return stats
@@ -288,10 +307,7 @@ class Trainer:
             "ema_steps": self.ema_steps,
             "disc": self.disc.state_dict() if self.disc is not None else None,
             "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
-            "device_type": self.device.type,
-            "rng_cpu": torch.get_rng_state(), "rng_gen": self.gen.get_state(),
-            "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
-            else None,
+            "device_type": self.device.type, "world_size": self.world,
         }
 
     def save(self, name: str = "checkpoint.pt") -> Path:
@@ -318,16 +334,7 @@ class Trainer:
         if self.disc is not None:
             self.disc.load_state_dict(ckpt["disc"])
             self.opt_d.load_state_dict(ckpt["opt_d"])
-        torch.set_rng_state(ckpt["rng_cpu"])
-        if ckpt.get("device_type") == self.device.type:
-            self.gen.set_state(ckpt["rng_gen"])
-            if ckpt["rng_cuda"] is not None:
-                torch.cuda.set_rng_state(ckpt["rng_cuda"], self.device)
-        else:
-            warnings.warn(f"{path}: written on {ckpt.get('device_type')}, resumed on "
-                          f"{self.device.type}: the random streams restart from the seed",
-                          stacklevel=2)
-        self.epoch = ckpt["epoch"]
+        self.epoch = ckpt["epoch"]  # the random streams depend on the epoch alone
 
     # ---- the loop ----------------------------------------------------------------------
 
@@ -350,41 +357,56 @@ class Trainer:
             state = "a finished run" if run.done_path.is_file() else "an interrupted run"
             raise RunError(f"{run.path}: holds {state}; --resume to continue it, --force to "
                            f"replace it, or --out for another folder")
-        run.path.mkdir(parents=True, exist_ok=True)
-        for torn in run.path.glob(".*.tmp"):  # a write cut short by a kill: never renamed
-            torn.unlink()
-        history_path = run.history_path
+        main = self.rank == 0  # several ranks: rank 0 alone writes the run folder
         if resume:
             self.load(run.checkpoint)
-            _truncate_history(history_path, self.epoch)
-        else:
-            # a fresh run: nothing of an earlier run in this folder may survive to be
-            # resumed or reported under this configuration
-            for stale in (history_path, run.checkpoint, run.done_path, run.sign_path,
-                          *run.evaluations()):
-                stale.unlink(missing_ok=True)
-        run.write_config(c)
+        dist.barrier()  # every rank has checked the folder and read the checkpoint
+        if main:
+            self._prepare_folder(run, resume)
         last = c["epochs"] if stop_after is None else min(c["epochs"], self.epoch + stop_after)
         rows = []
         bar = tqdm(range(self.epoch, last), initial=self.epoch, total=c["epochs"],
-                   desc=f"train {c['mode']}", unit="epoch", disable=not c["progress"])
+                   desc=self.name(), unit="epoch", disable=not (c["progress"] and main))
         for _ in bar:
             row = self.train_epoch()
             self.epoch += 1
+            if not main:
+                rows.append(row)
+                continue
             if self.epoch % c["val_every"] == 0 or self.epoch == c["epochs"]:
                 row.update(self.validate())
             rows.append(row)
-            with open(history_path, "a") as f:
+            with open(run.history_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
             bar.set_postfix(loss=f"{row['loss']:.4f}",
                             pa_mpjpe=f"{row.get('val_pa_mpjpe', float('nan')):.1f}")
             if self.epoch % c["checkpoint_every"] == 0 or self.epoch == c["epochs"]:
                 self.save()
-        if self.epoch >= c["epochs"]:
+        if main and self.epoch >= c["epochs"]:
             if c["orient"]:
                 run.orient(self.train_split)
             run.done_path.write_text(f"{self.epoch}\n")
+        dist.barrier()  # no rank leaves before the run folder is complete
         return rows
+
+    def _prepare_folder(self, run: Run, resume: bool) -> None:
+        run.path.mkdir(parents=True, exist_ok=True)
+        for torn in run.path.glob(".*.tmp"):  # a write cut short by a kill: never renamed
+            torn.unlink()
+        if resume:
+            _truncate_history(run.history_path, self.epoch)
+        else:
+            # a fresh run: nothing of an earlier run in this folder may survive to be
+            # resumed or reported under this configuration
+            for stale in (run.history_path, run.checkpoint, run.done_path, run.sign_path,
+                          *run.evaluations()):
+                stale.unlink(missing_ok=True)
+        run.write_config(self.cfg)
+
+    def name(self) -> str:
+        """What the progress bar says: the run folder's name, mode and ranks."""
+        ranks = f", {self.world} ranks" if self.world > 1 else ""
+        return f"train {self.out.name} ({self.cfg['mode']}{ranks})"
 
 
 def _truncate_history(path: Path, epoch: int) -> None:
@@ -428,6 +450,10 @@ def main(argv=None) -> None:
         sys.exit(f"error: {e}")
     except OSError as e:  # a run folder that cannot be written
         sys.exit(f"error: {e.filename or out}: {e.strerror or e}")
+    finally:
+        dist.shutdown()
+    if trainer.rank != 0:
+        return
     last = rows[-1] if rows else {}
     print(json.dumps({"run": str(out), "epochs": trainer.epoch, "device": str(trainer.device),
                       "val_pa_mpjpe": last.get("val_pa_mpjpe"),
