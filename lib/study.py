@@ -105,6 +105,28 @@ def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool 
     return out
 
 
+def book_results(profile: str, seeds: int, seed_models=None) -> dict:
+    """The book's one results file: every model of :data:`lib.book.MODELS` (the seed
+    models over ``seeds`` seeds, the others over one) in the :func:`run_study` layout, with
+    ``seeds_per_model`` and ``labels``. Written as ``_build/results-<profile>.json``."""
+    from .book import LABELS, SEED_MODELS
+
+    seed_models = list(seed_models or SEED_MODELS)
+    res = run_study(profile, seed_models, seeds, progress=False)
+    others = [m for m in MODELS if m not in seed_models]
+    if others:
+        one = run_study(profile, others, 1, progress=False)
+        res["models"].update(one["models"])
+        res["train_seconds"].update(one["train_seconds"])
+    res["seeds_per_model"] = {m: seeds if m in seed_models else 1 for m in res["models"]}
+    res["labels"] = {m: LABELS[m] for m in res["models"]}
+    return res
+
+
+def results_path(profile: str) -> Path:
+    return BUILD_DIR / f"results-{profile_name(profile)}.json"
+
+
 # The settings compared when "ours" was chosen (lib.book.OURS is the winner), each on top of
 # the profile; a short budget, since only their ranking by the 2D-only test matters.
 CANDIDATES = {
