@@ -116,19 +116,28 @@ class Run:
         fewer backward-bent knees wins (:func:`lib.priors.backward_knee_rate`). Returns the
         sign (+1 keeps the network's own depth, -1 mirrors every prediction).
         """
+        own, mirror = (self._backward_knees(train, n, sign) for sign in (1.0, -1.0))
+        sign = -1.0 if mirror < own else 1.0
+        atomic_write(self.sign_path, lambda f: f.write(f"{sign:g}\n".encode()))
+        return sign
+
+    def backward_knees(self, train: dict, n: int = 20000) -> float:
+        """Percentage of ``n`` training 2D poses whose lifted 3D (as the run predicts it,
+        depth sign included) bends its more bent knee backwards: an anatomical check of a
+        lifter that reads no 3D ground truth. A lifter that mirrors some poses in depth and
+        not others shows it here."""
+        return 100 * self._backward_knees(train, n)
+
+    def _backward_knees(self, train: dict, n: int, sign: float | None = None) -> float:
         from .data import subset
         from .models import lift_all
         from .priors import backward_knee_rate
 
         lifter, norm, _ = self.load("cpu")
-        lifter.depth_sign = 1.0
+        if sign is not None:
+            lifter.depth_sign = sign
         x = torch.as_tensor(norm.pose2d(subset(train, n, seed=0)["pose2d"]))
-        own = lift_all(lifter, x)
-        lifter.depth_sign = -1.0
-        mirror = lift_all(lifter, x)
-        sign = -1.0 if backward_knee_rate(mirror) < backward_knee_rate(own) else 1.0
-        atomic_write(self.sign_path, lambda f: f.write(f"{sign:g}\n".encode()))
-        return sign
+        return float(backward_knee_rate(lift_all(lifter, x)))
 
     def oriented(self) -> bool:
         """True if :meth:`orient` chose a depth sign for the current checkpoint."""

@@ -11,7 +11,11 @@ run) and writes one JSON file::
     {"profile": ..., "seeds": [0, 1, 2], "splits": [...],
      "models": {model: {split: {metric: {"mean", "std", "values"}}}},
      "baselines": {"flat" | "mean_pose": {split: {metric: value}}},
-     "train_seconds": {model: [seconds per seed]}}
+     "train_seconds": {model: [seconds per seed]},
+     "backward_knees": {model: {"mean", "std", "values"}}}
+
+``backward_knees`` is the percentage of training 2D poses whose lift bends a knee backwards
+(``lib.runs.Run.backward_knees``): it reads no 3D, so it may judge unsupervised models.
 
 The standard deviation is the sample standard deviation over seeds (0 for one seed). The
 book reads this file; nothing in it is chosen by looking at the test error.
@@ -39,6 +43,7 @@ from .book import (
 )
 from .config import ConfigError, load_params, make_config
 from .data import REPO
+from .runs import Run
 
 BUILD_DIR = REPO / "_build"
 
@@ -85,10 +90,12 @@ def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool 
     splits = list(splits or test_splits(profile))
     out = {"profile": profile, "seeds": list(range(seeds)), "splits": list(splits),
            "models": {}, "train_seconds": {}}
+    out["backward_knees"] = {}
     total = len(models) * seeds
+    train = None
     for i, model in enumerate(models):
         per_split = {s: {k: [] for k in METRICS} for s in splits}
-        seconds = []
+        seconds, knees = [], []
         for seed in range(seeds):
             if progress:
                 print(f"[study {profile}] model {i * seeds + seed + 1} of {total}: {model}, "
@@ -98,9 +105,13 @@ def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool 
                 for k in METRICS:
                     per_split[s][k].append(res[k])
             seconds.append(train_seconds(run_dir(profile, model, seed)))
+            if train is None:
+                train = D.load(model_config(profile, model), "train")
+            knees.append(Run(run_dir(profile, model, seed)).backward_knees(train))
         out["models"][model] = {s: {k: aggregate(v) for k, v in per_split[s].items()}
                                 for s in splits}
         out["train_seconds"][model] = seconds
+        out["backward_knees"][model] = aggregate(knees)
     out["baselines"] = baselines_for(model_config(profile, models[0]), splits)
     return out
 
@@ -118,6 +129,7 @@ def book_results(profile: str, seeds: int, seed_models=None) -> dict:
         one = run_study(profile, others, 1, progress=False)
         res["models"].update(one["models"])
         res["train_seconds"].update(one["train_seconds"])
+        res["backward_knees"].update(one["backward_knees"])
     res["seeds_per_model"] = {m: seeds if m in seed_models else 1 for m in res["models"]}
     res["labels"] = {m: LABELS[m] for m in res["models"]}
     return res

@@ -249,6 +249,8 @@ def test_orient_picks_the_sign_whose_knees_bend_forwards(tmp_path):
     assert backward_knee_rate(chosen) <= backward_knee_rate(other)
     # the choice is made again from the same 2D when asked: the same sign
     assert run.orient(TRAIN) == sign
+    # the anatomical check reports the chosen sign's rate, in percent (len(TRAIN) < 20000)
+    assert run.backward_knees(TRAIN) == pytest.approx(100 * float(backward_knee_rate(chosen)))
     # a fresh run in the folder forgets the old sign
     Trainer({**TINY, **OURS, "epochs": 1, "orient": False}, tmp_path / "r", train=TRAIN,
             val=VAL)
