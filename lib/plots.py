@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib.pyplot as plt
+import matplotlib.text as mtext
 import numpy as np
 
 from .skeleton import BONE_SIDE, BONES
@@ -56,18 +59,36 @@ def overlay_3d(ax, gt, pred, elev: float = 10, azim: float = -70):
     return ax
 
 
-def curves(history: list[dict], keys, ax=None, logy: bool = False, title: str | None = None):
-    """Plot history columns against the epoch (rows lacking a key are skipped)."""
+# what the history's columns are called in a legend (lib.train.Trainer.STATS and validate)
+CURVE_NAMES = {
+    "loss": "total lifter loss", "proj": "reprojection loss", "kld": "KL divergence",
+    "adv": "lifter's adversarial loss", "d_loss": "discriminator loss",
+    "d_real": "D(x): real 2D poses", "d_fake": "D(G(z)): novel views",
+    "d_acc": "discriminator accuracy", "hinge": "knee-hinge loss", "sym": "symmetry loss",
+    "cycle": "cycle loss", "beta": "KL weight (beta)", "lr": "learning rate",
+    "val_pa_mpjpe": "PA-MPJPE", "val_pa_mpjpe_reflect": "PA-MPJPE, reflections allowed",
+    "val_depth_corr": "depth correlation",
+}
+
+
+def curves(history: list[dict], keys, ax=None, logy: bool = False, title: str | None = None,
+           ylabel: str | None = None, label: str | None = None):
+    """Plot history columns against the epoch (rows lacking a key are skipped), each named
+    in words (:data:`CURVE_NAMES`, prefixed by ``label`` when given)."""
     ax = ax or plt.gca()
     for key in keys:
         rows = [r for r in history if r.get(key) is not None]
-        ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], label=key)
+        name = CURVE_NAMES.get(key, key)
+        ax.plot([r["epoch"] for r in rows], [r[key] for r in rows],
+                label=f"{label}: {name}" if label else name)
     ax.set_xlabel("epoch")
+    if ylabel:
+        ax.set_ylabel(ylabel)
     if logy:
         ax.set_yscale("log")
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend()
     return ax
 
 
@@ -78,8 +99,51 @@ def histogram_over_epochs(history: list[dict], ax=None, bins_mm: float = 5.0):
     h = np.array([r["val_hist"] for r in rows], dtype=float)
     h /= h.sum(1, keepdims=True)
     epochs = [r["epoch"] for r in rows]
-    ax.imshow(h.T, origin="lower", aspect="auto", cmap="viridis",
-              extent=(epochs[0] - 0.5, epochs[-1] + 0.5, 0, bins_mm * h.shape[1]))
+    im = ax.imshow(h.T, origin="lower", aspect="auto", cmap="viridis",
+                   extent=(epochs[0] - 0.5, epochs[-1] + 0.5, 0, bins_mm * h.shape[1]))
+    ax.figure.colorbar(im, ax=ax, label="fraction of poses")
     ax.set_xlabel("epoch")
     ax.set_ylabel("per-sample PA-MPJPE (mm)")
     return ax
+
+
+# The book's text column is about 700 px wide (7.3 in at 96 dpi); a wider figure is scaled
+# down to it, and its text with it.
+PAGE_WIDTH_IN = 7.3
+MIN_PT = 9.0
+
+
+def legible(fig, min_pt: float = MIN_PT, page_in: float = PAGE_WIDTH_IN):
+    """Enlarge the text of ``fig`` so that, once the page scales the figure to its text
+    column, no label, tick, title or legend is smaller than ``min_pt`` points; then lay the
+    figure out again."""
+    need = min_pt * max(1.0, fig.get_figwidth() / page_in)
+    for ax in fig.axes:
+        ax.tick_params(axis="both", labelsize=max(need, 0))
+        if hasattr(ax, "zaxis"):
+            ax.tick_params(axis="z", labelsize=need)
+    for text in fig.findobj(lambda o: isinstance(o, mtext.Text)):
+        if text.get_text() and text.get_fontsize() < need:
+            text.set_fontsize(need)
+    if fig.get_layout_engine() is None:
+        with warnings.catch_warnings():  # a layout that cannot be improved stays as it is
+            warnings.simplefilter("ignore", UserWarning)
+            fig.tight_layout()
+    return fig
+
+
+def legible_figures() -> None:
+    """In a notebook: pass every figure through :func:`legible` before it is shown."""
+    from IPython import get_ipython
+
+    ip = get_ipython()
+    if ip is None:
+        return
+
+    def before_display():
+        for num in plt.get_fignums():
+            legible(plt.figure(num))
+
+    callbacks = ip.events.callbacks["post_execute"]
+    if before_display.__qualname__ not in [getattr(c, "__qualname__", "") for c in callbacks]:
+        callbacks.insert(0, before_display)  # before the inline backend shows the figures

@@ -70,3 +70,25 @@ def test_diagnosis_names_the_failing_part():
                       thesis="T", ours="O", flat="F")
     assert "5.0 mm *worse* than predicting no depth" in worse
     assert "(not higher for ours)" in worse and "constant over this profile" in worse
+
+
+def test_legible_enlarges_text_of_wide_figures():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lib.plots import MIN_PT, PAGE_WIDTH_IN, curves, legible
+
+    fig, ax = plt.subplots(figsize=(2 * PAGE_WIDTH_IN, 3))
+    curves([{"epoch": 1, "d_real": 0.5}, {"epoch": 2, "d_real": 0.6}], ["d_real"], ax,
+           ylabel="probability")
+    ax.set_title("t", fontsize=6)
+    legible(fig)
+    shown = [t.get_fontsize() * PAGE_WIDTH_IN / fig.get_figwidth()
+             for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
+    shown += [lab.get_fontsize() * PAGE_WIDTH_IN / fig.get_figwidth()
+              for lab in ax.get_xticklabels()]
+    assert min(shown) >= MIN_PT - 1e-6
+    assert ax.get_legend().get_texts()[0].get_text() == "D(x): real 2D poses"  # words
+    plt.close(fig)
