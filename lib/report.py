@@ -129,3 +129,29 @@ def versus(label_a: str, a: float, label_b: str, b: float, what: str = "PA-MPJPE
     """"A (x mm) is better than B (y mm) in PA-MPJPE" for errors (lower is better)."""
     word = "better than" if a < b else "worse than" if a > b else "as good as"
     return f"{label_a} ({a:.1f} {unit}) is {word} {label_b} ({b:.1f} {unit}) in {what}"
+
+
+def ablation(study: dict, model: str, without: str, lever: str) -> str:
+    """What one lever adds: ``model`` against ``without`` (the same configuration minus the
+    lever) over the study's seeds, per split, in error, spread and mirrored poses, and in
+    the 2D-only anatomical check when the study has it."""
+    n = len(study["seeds"])
+    parts = []
+    for split in study["splits"]:
+        a, b = study["models"][without][split], study["models"][model][split]
+        diff = b["pa_mpjpe"]["mean"] - a["pa_mpjpe"]["mean"]
+        word = "lowers" if diff < 0 else "raises" if diff > 0 else "leaves"
+        parts.append(
+            f"on {SPLIT_NAMES.get(split, split)} it {word} the PA-MPJPE from "
+            f"{mean_std(a['pa_mpjpe'])} to {mean_std(b['pa_mpjpe'])} mm "
+            f"(mirrored poses {a['mirrored_rate']['mean']:.1f}% -> "
+            f"{b['mirrored_rate']['mean']:.1f}%)")
+    text = f"Over {n} seed{'s' * (n > 1)}, {lever}: " + "; ".join(parts) + "."
+    knees = study.get("backward_knees", {})
+    if model in knees and without in knees:
+        text += (f" Without looking at 3D, the share of training 2D poses lifted with a knee "
+                 f"bent backwards goes from {mean_std(knees[without])}% to "
+                 f"{mean_std(knees[model])}% (per seed: "
+                 + ", ".join(f"{v:.1f}" for v in knees[without]["values"]) + " -> "
+                 + ", ".join(f"{v:.1f}" for v in knees[model]["values"]) + ").")
+    return text

@@ -92,3 +92,23 @@ def test_legible_enlarges_text_of_wide_figures():
     assert min(shown) >= MIN_PT - 1e-6
     assert ax.get_legend().get_texts()[0].get_text() == "D(x): real 2D poses"  # words
     plt.close(fig)
+
+
+def test_ablation_sentence_follows_the_numbers():
+    from lib.report import ablation
+
+    def entry(*values):
+        import statistics
+        return {"mean": statistics.fmean(values), "std": statistics.stdev(values),
+                "values": list(values)}
+
+    study = {"seeds": [0, 1, 2], "splits": ["test_unseen_styles"],
+             "models": {"a": {"test_unseen_styles": {"pa_mpjpe": entry(48, 46, 64),
+                                                     "mirrored_rate": entry(0, 0, 13)}},
+                        "b": {"test_unseen_styles": {"pa_mpjpe": entry(47, 46, 48),
+                                                     "mirrored_rate": entry(0, 0, 1)}}},
+             "backward_knees": {"a": entry(0, 0, 17.2), "b": entry(0, 0, 0)}}
+    text = ablation(study, "b", "a", "the prior")
+    assert "it lowers the PA-MPJPE from 52.7 ± 9.9 to 47.0 ± 1.0 mm" in text
+    assert "4.3% -> 0.3%" in text and "0.0, 0.0, 17.2 -> 0.0, 0.0, 0.0" in text
+    assert "raises" in ablation(study, "a", "b", "removing it")
