@@ -61,6 +61,9 @@ DEFAULTS = {
     "real_label_low": 0.7,
     "real_label_high": 1.0,
     "real_noise": 0.005,
+    # which 2D poses the discriminator sees with that noise: "real" (the thesis) or "both"
+    # (real and novel views alike, so that the noise itself is no tell)
+    "noise_on": "real",
     # novel views shown to the discriminator: azimuth and elevation ranges, degrees
     "azim_min": -180.0,
     "azim_max": 180.0,
@@ -136,6 +139,8 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
         raise ConfigError(f"body_augment must lie in [0, 1], got {cfg['body_augment']!r}")
     if cfg["lr"] <= 0:
         raise ConfigError(f"lr must be positive, got {cfg['lr']!r}")
+    if cfg["noise_on"] not in ("real", "both"):
+        raise ConfigError(f"noise_on must be 'real' or 'both', got {cfg['noise_on']!r}")
     if cfg["disc_features"] not in ("pose", "kcs"):
         raise ConfigError(f"disc_features must be 'pose' or 'kcs', got {cfg['disc_features']!r}")
     if not 0 <= cfg["ema"] < 1:

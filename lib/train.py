@@ -157,11 +157,15 @@ class Trainer:
         pose3d = pose3d.float()  # geometry (rotation, projection) stays in float32
         need_views = self.disc is not None or c["lambda_cycle"] > 0
         novel, rot = self._novel_views(pose3d) if need_views else (None, None)
+        if self.disc is not None and c["noise_on"] == "both":  # instance noise on fakes too
+            novel_seen = real_input_noise(novel, c["real_noise"], self.gen)
+        else:
+            novel_seen = novel
         d_loss = d_real = d_fake = d_acc = zero
         if self.disc is not None:  # discriminator: real 2D (with noise) against novel views
             real = real_input_noise(x, c["real_noise"], self.gen)
             with self._autocast():
-                logits = self.disc(torch.cat([real, novel.detach()])).float()
+                logits = self.disc(torch.cat([real, novel_seen.detach()])).float()
                 logit_real, logit_fake = logits[:len(x)], logits[len(x):]
                 d_loss = discriminator_loss(logit_real, logit_fake,
                                             (c["real_label_low"], c["real_label_high"]),
@@ -177,7 +181,7 @@ class Trainer:
             adv = zero
             if self.disc is not None:
                 self.disc.requires_grad_(False)  # gradients for the input only
-                adv = generator_adversarial_loss(self.disc(novel).float())
+                adv = generator_adversarial_loss(self.disc(novel_seen).float())
             hinge = hinge_loss(pose3d) if c["lambda_hinge"] > 0 else zero
             sym = symmetry_loss(pose3d) if c["lambda_sym"] > 0 else zero
             cyc = zero
