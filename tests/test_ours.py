@@ -127,6 +127,8 @@ def test_ours_trains_predicts_with_its_ema_and_resumes_bit_for_bit(tmp_path):
     ({"orient": True}, "orient .* depth_only"),
     ({"compile": "maybe"}, "compile must be"),
     ({"device": "gpu"}, "device 'gpu' is not a device"),
+    ({"noise_on": "fake"}, "noise_on must be 'real' or 'both'"),
+    ({"bf16": True, "device": "cpu"}, "bf16 is a CUDA option"),
 ])
 def test_bad_settings_of_ours_are_clear_errors(bad, message):
     with pytest.raises(ConfigError, match=message):
@@ -280,3 +282,21 @@ def test_stderr_in_an_executed_chapter_is_found(tmp_path):
     nb["cells"].pop()
     (tmp_path / "c.ipynb").write_text(json.dumps(nb))
     assert stderr_outputs(tmp_path / "c.ipynb") == []
+
+
+def test_instance_noise_on_both_reaches_the_discriminator(monkeypatch):
+    """noise_on: both adds the instance noise to the novel views the discriminator judges
+    (one draw for both players); noise_on: real leaves them clean. Same seed, same step."""
+    fakes = {}
+    for where in ("real", "both"):
+        seen = []
+        tr = Trainer({**TINY, **OURS, "epochs": 1, "noise_on": where, "real_noise": 0.5},
+                     "/nonexistent", train=TRAIN, val=VAL)
+        forward = tr.disc.forward
+        monkeypatch.setattr(tr.disc, "forward",
+                            lambda x, f=forward, seen=seen: seen.append(x.detach()) or f(x))
+        tr.step(tr.x[:64], tr.y[:64], torch.tensor(0.0))
+        assert torch.equal(seen[0][64:], seen[1])  # the lifter is judged on the same views
+        fakes[where] = seen[1]
+    noise = fakes["both"] - fakes["real"]
+    assert 0.45 < noise.std() < 0.55 and abs(noise.mean()) < 0.05
