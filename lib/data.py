@@ -386,6 +386,8 @@ def bnmd17(source=None, cache=None, frame_step: int = 4, rig: Rig | None = None,
     The folder name is a hash of the source fingerprint and the build settings, so changing
     either builds a new cache beside the old one and an unchanged pair reuses it.
     """
+    if not isinstance(frame_step, int) or isinstance(frame_step, bool) or frame_step < 1:
+        raise DataError(f"frame_step must be a whole number >= 1, got {frame_step!r}")
     settings = bnmd_settings(frame_step, rig)
     try:
         source = find_source(source)

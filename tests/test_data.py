@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lib import data
-from lib.bvh import BVHError, read_bvh
+from lib.bvh import read_bvh
 from lib.camera import Rig
 from lib.data import (
     SPLITS,
@@ -277,8 +277,12 @@ def test_truncated_bvh_names_the_file_and_leaves_nothing(tmp_path):
     bad = next(source.rglob("dataset-2_walk_elderly_001.bvh"))
     bad.write_text(bvh_text(np.random.default_rng(1), frames=5, declared=FRAMES))
     cache = tmp_path / "cache"
-    with pytest.raises((DataError, BVHError), match="dataset-2_walk_elderly_001.bvh.*truncated"):
+    with pytest.raises(DataError, match="dataset-2_walk_elderly_001.bvh.*truncated"):
         bnmd17(source=source, cache=cache, frame_step=2, progress=False)
+    with pytest.raises(SystemExit, match=r"^error: .*dataset-2_walk_elderly_001.bvh: truncated"):
+        data.main(["--source", str(source), "--cache", str(cache), "--frame-step", "2"])
+    with pytest.raises(SystemExit, match="^error: frame_step must be a whole number >= 1, got 0"):
+        data.main(["--source", str(source), "--cache", str(cache), "--frame-step", "0"])
     assert not cache.exists() or files_under(cache) == []
     assert not cache.exists() or list(cache.iterdir()) == []
 
