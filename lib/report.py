@@ -155,3 +155,22 @@ def ablation(study: dict, model: str, without: str, lever: str) -> str:
                  + ", ".join(f"{v:.1f}" for v in knees[without]["values"]) + " -> "
                  + ", ".join(f"{v:.1f}" for v in knees[model]["values"]) + ").")
     return text
+
+
+def seed_checks(study: dict, model: str, label: str, split: str = "test_unseen_styles") -> str:
+    """Could a 2D-only test have told the seeds apart? Each seed's realism-test critic
+    accuracy (no 3D) beside its PA-MPJPE, and whether the two rank the seeds alike."""
+    critic = study.get("critic_accuracy", {}).get(model)
+    if not critic or len(critic["values"]) < 2:
+        return ""
+    err = study["models"][model][split]["pa_mpjpe"]["values"]
+    acc = critic["values"]
+    rank = lambda v: sorted(range(len(v)), key=v.__getitem__)  # noqa: E731
+    same = rank(acc) == rank(err)
+    pairs = ", ".join(f"seed {s}: {a:.1f}% / {e:.1f} mm"
+                      for s, a, e in zip(study["seeds"], acc, err, strict=True))
+    return (f"Per seed of {label}, the realism test's critic accuracy (2D only; lower means "
+            f"more plausible novel views) against the PA-MPJPE on "
+            f"{SPLIT_NAMES.get(split, split)}: {pairs}. The 2D test ranks the seeds "
+            + ("in the same order as their 3D error." if same else
+               "in another order than their 3D error."))

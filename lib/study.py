@@ -12,10 +12,13 @@ run) and writes one JSON file::
      "models": {model: {split: {metric: {"mean", "std", "values"}}}},
      "baselines": {"flat" | "mean_pose": {split: {metric: value}}},
      "train_seconds": {model: [seconds per seed]},
-     "backward_knees": {model: {"mean", "std", "values"}}}
+     "backward_knees": {model: {"mean", "std", "values"}},
+     "critic_accuracy": {model: {"mean", "std", "values"}}}
 
 ``backward_knees`` is the percentage of training 2D poses whose lift bends a knee backwards
-(``lib.runs.Run.backward_knees``): it reads no 3D, so it may judge unsupervised models.
+(``lib.runs.Run.backward_knees``), and ``critic_accuracy`` (for "ours" and its variants) the
+2D-only realism test's held-out accuracy (``lib.evaluate.realism_test``, lower is more
+plausible): both read no 3D, so they may judge unsupervised models.
 
 The standard deviation is the sample standard deviation over seeds (0 for one seed). The
 book reads this file; nothing in it is chosen by looking at the test error.
@@ -90,12 +93,12 @@ def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool 
     splits = list(splits or test_splits(profile))
     out = {"profile": profile, "seeds": list(range(seeds)), "splits": list(splits),
            "models": {}, "train_seconds": {}}
-    out["backward_knees"] = {}
+    out["backward_knees"], out["critic_accuracy"] = {}, {}
     total = len(models) * seeds
     train = None
     for i, model in enumerate(models):
         per_split = {s: {k: [] for k in METRICS} for s in splits}
-        seconds, knees = [], []
+        seconds, knees, critic = [], [], []
         for seed in range(seeds):
             if progress:
                 print(f"[study {profile}] model {i * seeds + seed + 1} of {total}: {model}, "
@@ -108,10 +111,14 @@ def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool 
             if train is None:
                 train = D.load(model_config(profile, model), "train")
             knees.append(Run(run_dir(profile, model, seed)).backward_knees(train))
+            if model.startswith("ours"):
+                critic.append(realism(run_dir(profile, model, seed)))
         out["models"][model] = {s: {k: aggregate(v) for k, v in per_split[s].items()}
                                 for s in splits}
         out["train_seconds"][model] = seconds
         out["backward_knees"][model] = aggregate(knees)
+        if critic:
+            out["critic_accuracy"][model] = aggregate(critic)
     out["baselines"] = baselines_for(model_config(profile, models[0]), splits)
     return out
 
@@ -130,6 +137,7 @@ def book_results(profile: str, seeds: int, seed_models=None) -> dict:
         res["models"].update(one["models"])
         res["train_seconds"].update(one["train_seconds"])
         res["backward_knees"].update(one["backward_knees"])
+        res["critic_accuracy"].update(one["critic_accuracy"])
     res["seeds_per_model"] = {m: seeds if m in seed_models else 1 for m in res["models"]}
     res["labels"] = {m: LABELS[m] for m in res["models"]}
     return res
@@ -170,6 +178,19 @@ def select(profile: str, candidates=CANDIDATES, budget=SELECT_BUDGET) -> dict:
         out[name] = realism_test(ensure_trained(cfg, REPO / "runs" / profile_name(profile)
                                                 / "select" / name))
     return out
+
+
+def realism(run: Path) -> float:
+    """The 2D-only realism test's critic accuracy (%) of a run (``lib.evaluate.realism_test``),
+    cached beside it in ``realism.json`` until the checkpoint changes."""
+    from .evaluate import realism_test
+
+    path = run / "realism.json"
+    if path.is_file() and path.stat().st_mtime >= (run / "checkpoint.pt").stat().st_mtime:
+        return json.loads(path.read_text())["critic_accuracy"]
+    res = realism_test(run)
+    path.write_text(json.dumps(res))
+    return res["critic_accuracy"]
 
 
 def train_seconds(run: Path) -> float:

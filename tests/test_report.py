@@ -112,3 +112,19 @@ def test_ablation_sentence_follows_the_numbers():
     assert "it lowers the PA-MPJPE from 52.7 ± 9.9 to 47.0 ± 1.0 mm" in text
     assert "4.3% -> 0.3%" in text and "0.0, 0.0, 17.2 -> 0.0, 0.0, 0.0" in text
     assert "raises" in ablation(study, "a", "b", "removing it")
+
+
+def test_seed_checks_say_whether_2d_ranks_like_3d():
+    from lib.report import seed_checks
+
+    def entry(*v):
+        return {"mean": sum(v) / len(v), "std": 0.0, "values": list(v)}
+
+    study = {"seeds": [0, 1, 2], "splits": ["test_unseen_styles"],
+             "models": {"m": {"test_unseen_styles": {"pa_mpjpe": entry(44.3, 47.0, 57.6)}}},
+             "critic_accuracy": {"m": entry(84.7, 88.0, 94.6)}}
+    text = seed_checks(study, "m", "ours")
+    assert "seed 2: 94.6% / 57.6 mm" in text and "in the same order" in text
+    study["critic_accuracy"]["m"] = entry(90.0, 88.0, 94.6)
+    assert "in another order" in seed_checks(study, "m", "ours")
+    assert seed_checks({**study, "critic_accuracy": {}}, "m", "ours") == ""
