@@ -119,7 +119,7 @@ def legible(fig, min_pt: float = MIN_PT, page_in: float = PAGE_WIDTH_IN):
     figure out again."""
     need = min_pt * max(1.0, fig.get_figwidth() / page_in)
     for ax in fig.axes:
-        ax.tick_params(axis="both", labelsize=max(need, 0))
+        ax.tick_params(axis="both", which="both", labelsize=need)
         if hasattr(ax, "zaxis"):
             ax.tick_params(axis="z", labelsize=need)
     for text in fig.findobj(lambda o: isinstance(o, mtext.Text)):
