@@ -139,12 +139,8 @@ def evaluation(profile: str, model: str, split: str, seed: int = 0) -> dict:
     from .evaluate import evaluate_run
 
     run = ensure_run(profile, model, seed)
-    path = run / f"eval-{split}.json"
-    if path.is_file() and path.stat().st_mtime >= (run / "checkpoint.pt").stat().st_mtime:
-        return json.loads(path.read_text())
-    res = evaluate_run(run, split, ks=(), missing=())
-    path.write_text(json.dumps(res))
-    return res
+    return Run(run).cached(f"eval-{split}.json",
+                           lambda: evaluate_run(run, split, ks=(), missing=()))
 
 
 METRICS = {"pa_mpjpe": "PA-MPJPE", "pa_mpjpe_reflect": "PA-MPJPE refl.", "n_mpjpe": "N-MPJPE",

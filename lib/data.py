@@ -433,11 +433,11 @@ def bnmd17(source=None, cache=None, frame_step: int = 4, rig: Rig | None = None,
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # PermissionError (someone else's live process) counts as alive
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's live process
-        return True
+    except PermissionError:
+        pass
     return True
 
 

@@ -116,7 +116,7 @@ class Run:
         fewer backward-bent knees wins (:func:`lib.priors.backward_knee_rate`). Returns the
         sign (+1 keeps the network's own depth, -1 mirrors every prediction).
         """
-        own, mirror = (self._backward_knees(train, n, sign) for sign in (1.0, -1.0))
+        own, mirror = self._backward_knees(train, n, (1.0, -1.0))
         sign = -1.0 if mirror < own else 1.0
         atomic_write(self.sign_path, lambda f: f.write(f"{sign:g}\n".encode()))
         return sign
@@ -126,18 +126,33 @@ class Run:
         depth sign included) bends its more bent knee backwards: an anatomical check of a
         lifter that reads no 3D ground truth. A lifter that mirrors some poses in depth and
         not others shows it here."""
-        return 100 * self._backward_knees(train, n)
+        return 100 * self._backward_knees(train, n)[0]
 
-    def _backward_knees(self, train: dict, n: int, sign: float | None = None) -> float:
+    def _backward_knees(self, train: dict, n: int, signs=(None,)) -> list[float]:
+        """Backward-knee rates of ``n`` training 2D poses, one per depth sign (None: the
+        run's own), from one load of the lifter."""
         from .data import subset
         from .models import lift_all
         from .priors import backward_knee_rate
 
         lifter, norm, _ = self.load("cpu")
-        if sign is not None:
-            lifter.depth_sign = sign
         x = torch.as_tensor(norm.pose2d(subset(train, n, seed=0)["pose2d"]))
-        return float(backward_knee_rate(lift_all(lifter, x)))
+        rates = []
+        for sign in signs:
+            if sign is not None:
+                lifter.depth_sign = sign
+            rates.append(float(backward_knee_rate(lift_all(lifter, x))))
+        return rates
+
+    def cached(self, name: str, compute) -> dict:
+        """``compute()``'s JSON result, kept beside the checkpoint as ``name`` and computed
+        again when the checkpoint is newer (evaluations, the realism test)."""
+        path = self.path / name
+        if path.is_file() and path.stat().st_mtime >= self.checkpoint.stat().st_mtime:
+            return json.loads(path.read_text())
+        res = compute()
+        path.write_text(json.dumps(res))
+        return res
 
     def oriented(self) -> bool:
         """True if :meth:`orient` chose a depth sign for the current checkpoint."""

@@ -16,7 +16,8 @@ run) and writes one JSON file::
      "critic_accuracy": {model: {"mean", "std", "values"}}}
 
 ``backward_knees`` is the percentage of training 2D poses whose lift bends a knee backwards
-(``lib.runs.Run.backward_knees``), and ``critic_accuracy`` (for "ours" and its variants) the
+(``lib.runs.Run.backward_knees``), and ``critic_accuracy`` (for the depth-only lifters: ours
+and its ablations) the
 2D-only realism test's held-out accuracy (``lib.evaluate.realism_test``, lower is more
 plausible): both read no 3D, so they may judge unsupervised models.
 
@@ -111,7 +112,7 @@ def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool 
             if train is None:
                 train = D.load(model_config(profile, model), "train")
             knees.append(Run(run_dir(profile, model, seed)).backward_knees(train))
-            if model.startswith("ours"):
+            if model_config(profile, model)["depth_only"]:  # ours and its ablations
                 critic.append(realism(run_dir(profile, model, seed)))
         out["models"][model] = {s: {k: aggregate(v) for k, v in per_split[s].items()}
                                 for s in splits}
@@ -134,10 +135,8 @@ def book_results(profile: str, seeds: int, seed_models=None) -> dict:
     others = [m for m in MODELS if m not in seed_models]
     if others:
         one = run_study(profile, others, 1, progress=False)
-        res["models"].update(one["models"])
-        res["train_seconds"].update(one["train_seconds"])
-        res["backward_knees"].update(one["backward_knees"])
-        res["critic_accuracy"].update(one["critic_accuracy"])
+        for key in ("models", "train_seconds", "backward_knees", "critic_accuracy"):
+            res[key].update(one[key])
     res["seeds_per_model"] = {m: seeds if m in seed_models else 1 for m in res["models"]}
     res["labels"] = {m: LABELS[m] for m in res["models"]}
     return res
@@ -186,12 +185,7 @@ def realism(run: Path) -> float:
     cached beside it in ``realism.json`` until the checkpoint changes."""
     from .evaluate import realism_test
 
-    path = run / "realism.json"
-    if path.is_file() and path.stat().st_mtime >= (run / "checkpoint.pt").stat().st_mtime:
-        return json.loads(path.read_text())["critic_accuracy"]
-    res = realism_test(run)
-    path.write_text(json.dumps(res))
-    return res["critic_accuracy"]
+    return Run(run).cached("realism.json", lambda: realism_test(run))["critic_accuracy"]
 
 
 def train_seconds(run: Path) -> float:
