@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -242,12 +243,18 @@ def main(argv=None) -> None:
     p.add_argument("--no-html", action="store_true", help="execute, but skip the HTML build")
     p.add_argument("--screenshots", metavar="DIR",
                    help="after the build, save a screenshot of every page to DIR (Chromium)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="trainings side by side (default: 2 on a CPU of 2 or more cores, 1 on "
+                        "a GPU)")
     p.add_argument("--seeds", type=int, default=3,
                    help="seeds per model in the results chapter's seed study (default 3)")
     args = p.parse_args(argv)
     D.exit_on_sigterm()
     if args.seeds < 1:
         sys.exit(f"error: --seeds must be at least 1, got {args.seeds}")
+    if args.workers is not None and args.workers < 1:
+        sys.exit(f"error: --workers must be at least 1, got {args.workers}")
+    args.workers = args.workers or default_workers()
     try:
         make_config(load_params(params_path(args.params)))  # a bad profile stops here
         build(args)
@@ -259,7 +266,7 @@ def build(args) -> None:
     """Train what the chapters need, execute them, build the HTML (``main``'s work)."""
     profile = args.params
     name = profile_name(profile)
-    t0 = time.perf_counter()
+    t0 = time.time()
     staged = BUILD / "executed"
     staged.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -267,13 +274,7 @@ def build(args) -> None:
     # --only, each chapter trains just what it needs when it runs
     jobs = [] if args.only else [(m, 0) for m in MODELS] + [
         (m, s) for m in SEED_MODELS for s in range(1, args.seeds)]
-    for k, (model, seed) in enumerate(jobs):
-        t = time.perf_counter()
-        print(f"[book {name}] model {k + 1} of {len(jobs)}: {model}"
-              + (f" (seed {seed})" if seed else "") + f"; {_elapsed(t0)}", flush=True)
-        ensure_run(profile, model, seed)
-        timings[f"train {model}" + (f" seed {seed}" if seed else "")] = round(
-            time.perf_counter() - t, 1)
+    timings.update(train_all(profile, jobs, args.workers, t0))
     chapters = args.only or CHAPTERS
     for k, chapter in enumerate(chapters):
         t = time.perf_counter()
@@ -299,7 +300,7 @@ def build(args) -> None:
         if args.screenshots:
             for shot in screenshots(BUILD / "html", Path(args.screenshots)):
                 print(f"screenshot: {shot}")
-    timings["total"] = round(time.perf_counter() - t0, 1)
+    timings["total"] = round(time.time() - t0, 1)
     suffix = "-partial" if args.only else ""  # keep the full build's timings
     (BUILD / f"timings-{name}{suffix}.json").write_text(json.dumps(timings, indent=1))
     print(json.dumps(timings))
@@ -326,8 +327,109 @@ def screenshots(html: Path, out: Path, width: int = 1280, height: int = 8000) ->
     return shots
 
 
+def default_workers() -> int:
+    """Trainings run side by side on a CPU: one per two cores the process may use, at least
+    one, at most two (a 2-core machine: two single-threaded trainings, which on its small
+    matrices do more than one training on two threads). One on a GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return 1
+    return max(1, min(2, len(os.sched_getaffinity(0))))
+
+
+def job_name(model: str, seed: int) -> str:
+    return model + (f" (seed {seed})" if seed else "")
+
+
+def job_cost(cfg: dict) -> float:
+    """A rough relative cost of a training (poses x epochs x work per pose, measured on the
+    2-core CPU: the supervised step costs a quarter of a VAE-GAN step, the cycle half as
+    much again); used to start the long trainings first and to estimate what is left."""
+    per_pose = {"supervised": 0.25, "vae": 0.5}.get(cfg["mode"], 1.0)
+    per_pose += 0.5 if cfg["lambda_cycle"] > 0 else 0.0
+    return per_pose * cfg["epochs"] * (cfg["train_size"] or 1.0)
+
+
+def _train_job(profile: str, model: str, seed: int, threads: int, line: str, t0: float) -> float:
+    """One training in a worker process: ``ensure_run`` on ``threads`` threads, no bar (two
+    bars would garble each other); ``line`` is printed as it starts, with the time since
+    ``t0``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    print(f"{line}; {_elapsed(t0)}", flush=True)
+    t = time.perf_counter()
+    ensure_run(profile, model, seed, progress=False)
+    return time.perf_counter() - t
+
+
+def _epochs_done(folder: Path) -> int:
+    path = Run(folder).history_path
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
+def train_all(profile: str, jobs: list[tuple[str, int]], workers: int, t0: float) -> dict:
+    """Train every (model, seed) of ``jobs`` not finished yet, ``workers`` at a time, the
+    costliest first; prints "model k of N" as each starts and as it finishes, with the
+    elapsed time and an estimate of the training time left. Returns {"train <job>": s}."""
+    import multiprocessing as mp
+
+    name = profile_name(profile)
+    cfgs = {job: model_config(profile, *job) for job in jobs}
+    todo = [job for job in jobs if not Run(run_dir(profile, *job)).finished(cfgs[job])]
+    for job in jobs:
+        if job not in todo:
+            ensure_run(profile, *job)  # finished: reused (oriented if it was not yet)
+    if not todo:
+        return {}
+    todo.sort(key=lambda job: -job_cost(cfgs[job]))
+    D.load(cfgs[todo[0]], "train", progress=True)  # the data cache, built once, not per worker
+    cost = {job: job_cost(cfgs[job]) for job in todo}
+    workers = max(1, min(workers, len(todo)))
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    print(f"[book {name}] {len(todo)} of {len(jobs)} trainings to do, {workers} at a time "
+          f"on {threads} thread(s) each, the longest first", flush=True)
+    timings, finished = {}, []
+    t_train = time.perf_counter()
+
+    def left() -> str:
+        """Training time left, from the share of the work (cost-weighted epochs) done."""
+        done = sum(cost[j] * (1.0 if j in finished else min(
+            1.0, _epochs_done(run_dir(profile, *j)) / cfgs[j]["epochs"])) for j in todo)
+        rest = (time.perf_counter() - t_train) * (sum(cost.values()) - done) / max(done, 1e-9)
+        return f", about {int(rest) // 60} min {int(rest) % 60:02d} s of training left"
+
+    pool = mp.get_context("spawn").Pool(workers)
+    try:
+        pending = {job: pool.apply_async(_train_job, (
+            profile, *job, threads,
+            f"[book {name}] model {k} of {len(todo)}: {job_name(*job)}", t0))
+            for k, job in enumerate(todo, 1)}
+        while pending:
+            time.sleep(0.5)
+            for job, res in list(pending.items()):
+                if not res.ready():
+                    continue
+                seconds = res.get()  # a failed training raises here
+                del pending[job]
+                finished.append(job)
+                model, seed = job
+                timings[f"train {model}" + (f" seed {seed}" if seed else "")] = round(seconds, 1)
+                print(f"[book {name}] model {todo.index(job) + 1} of {len(todo)} done "
+                      f"({len(finished)} of {len(todo)} finished): {job_name(*job)} in "
+                      f"{seconds / 60:.1f} min; {_elapsed(t0)}{left() if pending else ''}",
+                      flush=True)
+        pool.close()
+    finally:
+        pool.terminate()  # an error or Ctrl-C: stop the other trainings (they resume later)
+        pool.join()
+    return timings
+
+
 def _elapsed(t0: float) -> str:
-    m, s = divmod(int(time.perf_counter() - t0), 60)
+    """``t0``: ``time.time()`` at the start of the build (also in worker processes)."""
+    m, s = divmod(int(time.time() - t0), 60)
     return f"{m} min {s:02d} s elapsed"
 
 

@@ -50,6 +50,49 @@ from .skeleton import PARENTS
 LOGVAR_BOUND = 10.0  # log-variance soft-clamped to (-10, 10): std in (0.0067, 148)
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` made cheap on a CPU, where drawing its mask took a quarter of a training
+    step: one 64-bit random integer gives the uniform 16-bit numbers of four elements, and an
+    element is kept when its number is at or above ``p`` (to within 2**-16: 0.2 keeps
+    0.800003). 3x faster than ``bernoulli_`` on the 2-core machine; like ``nn.Dropout`` it
+    draws from the global generator and scales what it keeps by ``1 / (1 - p)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        n = x.numel()
+        bits = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64,
+                             device=x.device).view(torch.int16)[:n].view(x.shape)
+        keep = bits >= round(self.p * 65536) - 32768
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+
+class _MishBF16(torch.autograd.Function):
+    """mish(x) = x tanh(softplus(x)) = x n / (n + 2) with n = e^x (e^x + 2): a few cheap
+    element-wise operations where torch's bfloat16 kernel is slow (2.6x faster, forward and
+    backward, on the 2-core machine). d/dx = t + x (1 - t^2) sigmoid(x), t = n / (n + 2)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        e = torch.exp(x.clamp(max=20.0))  # above 20, t is 1 in every float format
+        n = e * (e + 2)
+        t = n / (n + 2)
+        ctx.save_for_backward(x, t)
+        return x * t
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, t = ctx.saved_tensors
+        return grad * (t + x * (1 - t * t) * torch.sigmoid(x))
+
+
+class Mish(nn.Mish):
+    """``nn.Mish``; bfloat16 inputs (autocast training) take the faster ``_MishBF16``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _MishBF16.apply(x) if x.dtype == torch.bfloat16 else super().forward(x)
+
+
 def layer(in_dim: int, out_dim: int, act: nn.Module, bn: bool, dropout: float | None,
           bias: bool = True) -> nn.Sequential:
     """Linear [+ BatchNorm1d] + activation [+ Dropout]; ``dropout=None`` adds no Dropout."""
@@ -58,7 +101,7 @@ def layer(in_dim: int, out_dim: int, act: nn.Module, bn: bool, dropout: float | 
         mods.append(nn.BatchNorm1d(out_dim))
     mods.append(act)
     if dropout is not None:
-        mods.append(nn.Dropout(dropout))
+        mods.append(Dropout(dropout))
     return nn.Sequential(*mods)
 
 
@@ -101,7 +144,7 @@ class Encoder(nn.Module):
     def __init__(self, in_dim: int = 32, width: int = 1024, latent: int = 51, blocks: int = 1,
                  dropout: float = 0.2, variational: bool = True):
         super().__init__()
-        self.body = Body(in_dim, width, blocks, nn.Mish, bn=True, dropout=dropout,
+        self.body = Body(in_dim, width, blocks, Mish, bn=True, dropout=dropout,
                          res_bias=False)
         self.mu = nn.Linear(width, latent)
         self.logvar = nn.Linear(width, latent) if variational else None
@@ -121,7 +164,7 @@ class Decoder(nn.Module):
     def __init__(self, latent: int = 51, width: int = 1024, out_dim: int = 48, blocks: int = 1,
                  dropout: float = 0.2, out_scale: float = 1.3):
         super().__init__()
-        self.body = Body(latent, width, blocks, nn.Mish, bn=True, dropout=dropout,
+        self.body = Body(latent, width, blocks, Mish, bn=True, dropout=dropout,
                          res_bias=False)
         self.out = nn.Linear(width, out_dim)
         self.out_scale = out_scale

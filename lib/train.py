@@ -123,7 +123,7 @@ class Trainer:
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16,
-                              enabled=self.cfg["bf16"] and self.device.type == "cuda")
+                              enabled=self.cfg["bf16"])
 
     def _novel_views(self, pose3d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(novel 2D views (B, 32), the rotations (B, 3, 3) that made them)."""

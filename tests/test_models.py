@@ -138,3 +138,37 @@ def test_default_lifter_forward_backward():
     pose3d, mu, logvar = lifter(0.1 * torch.randn(4, 32))
     assert pose3d.shape == (4, 48) and mu.shape == logvar.shape == (4, 51)
     pose3d.sum().backward()
+
+
+def test_dropout_keeps_a_fraction_1_minus_p_and_scales_it():
+    from lib.models import Dropout
+
+    drop = Dropout(0.2).train()
+    torch.manual_seed(0)
+    out = drop(torch.ones(1000, 1003))  # an odd size: the last 64-bit draw is part-used
+    kept = out != 0
+    assert kept.float().mean().item() == pytest.approx(0.8, abs=0.002)
+    assert torch.allclose(out[kept], torch.tensor(1.25))
+    torch.manual_seed(0)
+    assert torch.equal(drop(torch.ones(1000, 1003)), out)  # the global generator decides
+    assert torch.equal(drop.eval()(out), out)
+    rows = Dropout(0.2).train()(torch.ones(4000, 64)) != 0  # no pattern shared by elements
+    assert abs(torch.corrcoef(rows.float().T)[0, 1:4]).max() < 0.1
+
+
+def test_mish_in_bfloat16_matches_torch_mish_and_its_gradient():
+    from lib.models import _MishBF16
+
+    x = torch.linspace(-40, 40, 20001, dtype=torch.float64, requires_grad=True)
+    ref = torch.nn.functional.mish(x)
+    fast = _MishBF16.apply(x)
+    assert torch.allclose(fast, ref, atol=1e-12)
+    g_ref, = torch.autograd.grad(ref.sum(), x)
+    g_fast, = torch.autograd.grad(fast.sum(), x)
+    assert torch.allclose(g_fast, g_ref, atol=1e-12)
+    xb = x.detach().bfloat16()
+    from lib.models import Mish
+
+    assert Mish()(xb).dtype == torch.bfloat16
+    assert torch.allclose(Mish()(xb).double(), torch.nn.functional.mish(xb.double()),
+                          rtol=0.02, atol=0.02)
