@@ -229,6 +229,7 @@ def stage(out_dir: Path) -> None:
     whose every .js Jupyter Book would load into each page)."""
     shutil.rmtree(out_dir / "_static", ignore_errors=True)
     vendor_mathjax(out_dir / "_vendor" / "mathjax")
+    shutil.copy(REPO / "book" / "tables.css", out_dir / "_vendor" / "tables.css")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(REPO / name, out_dir / name)
     for f in (REPO / "book").iterdir():
@@ -296,8 +297,11 @@ def build(args) -> None:
                "--path-output", str(REPO), "--keep-going"]
         if run(cmd).returncode != 0:
             raise SystemExit("error: jupyter-book build failed (see the messages above)")
+        dedupe_inline_scripts(BUILD / "html")
         print(f"book: {BUILD / 'html' / 'index.html'}")
         if args.screenshots:
+            from .browser import screenshots
+
             for shot in screenshots(BUILD / "html", Path(args.screenshots)):
                 print(f"screenshot: {shot}")
     timings["total"] = round(time.time() - t0, 1)
@@ -306,25 +310,26 @@ def build(args) -> None:
     print(json.dumps(timings))
 
 
-def screenshots(html: Path, out: Path, width: int = 1280, height: int = 8000) -> list[Path]:
-    """A tall screenshot of every chapter page with headless Chromium (for a person to look
-    at the figures and tables as a reader's 1280-px window shows them)."""
-    from subprocess import run
+def dedupe_inline_scripts(html: Path) -> int:
+    """Drop a repeated inline ``<script>`` from every page. Under Jupyter Book 1.x,
+    sphinx-thebe adds its configuration twice, and the second ``const THEBE_JS_URL`` is a
+    console error on every page. Returns the number of scripts removed."""
+    import re
 
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not exe:
-        raise SystemExit("error: --screenshots needs Chromium (apt-get install -y chromium)")
-    out.mkdir(parents=True, exist_ok=True)
-    shots = []
-    for page in sorted((html / "book").glob("*.html")):
-        shot = (out / f"{page.stem}.png").resolve()
-        run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             "--disable-background-networking", "--no-first-run",
-             f"--user-data-dir={BUILD / '.chromium'}", "--virtual-time-budget=8000",
-             f"--window-size={width},{height}", f"--screenshot={shot}", page.as_uri()],
-            capture_output=True, timeout=120)
-        shots.append(shot)
-    return shots
+    removed = 0
+    for page in html.rglob("*.html"):
+        text = page.read_text()
+        parts = re.split(r"(<script>[^<]+</script>)", text)  # odd indices: inline scripts
+        seen, kept = set(), []
+        for i, part in enumerate(parts):
+            if i % 2 and part in seen:
+                removed += 1
+                continue
+            seen.add(part)
+            kept.append(part)
+        if len(kept) < len(parts):
+            page.write_text("".join(kept))
+    return removed
 
 
 def default_workers() -> int:

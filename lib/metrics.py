@@ -261,3 +261,17 @@ def summarize(
             name = str(code) if group_names is None else str(group_names[code])
             summary["per_group"][name] = _reduce(values, groups == code)
     return summary
+
+
+def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, k: int = 10) -> float:
+    """Leave-one-out k-nearest-neighbour accuracy (percent) of integer ``labels`` (N,) from
+    ``features`` (N, D), Euclidean, majority vote (ties: the smallest label): how much of
+    the labelling a representation holds, without training a classifier."""
+    features, labels = torch.as_tensor(features, dtype=torch.float32), torch.as_tensor(labels)
+    if len(features) <= k:
+        raise ValueError(f"knn_accuracy needs more than k={k} points, got {len(features)}")
+    dist = torch.cdist(features, features)
+    dist.fill_diagonal_(float("inf"))  # leave each point out of its own vote
+    near = labels[dist.topk(k, largest=False).indices]  # (N, k)
+    votes = torch.nn.functional.one_hot(near, int(labels.max()) + 1).sum(1)
+    return 100 * float((votes.argmax(1) == labels).float().mean())

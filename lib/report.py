@@ -174,3 +174,141 @@ def seed_checks(study: dict, model: str, label: str, split: str = "test_unseen_s
             f"{SPLIT_NAMES.get(split, split)}: {pairs}. The 2D test ranks the seeds "
             + ("in the same order as their 3D error." if same else
                "in another order than their 3D error."))
+
+
+def best_hypothesis(curves: dict, k: int = 10) -> str:
+    """The best-hypothesis chapter's conclusion. ``curves``: {(split, label): {K: best-of-K
+    PA-MPJPE, ..., "mean code": PA-MPJPE of the mean-code prediction}}."""
+    lines = []
+    for (split, label), c in curves.items():
+        mean, one, best = c["mean code"], c[1], c[k]
+        lines.append(
+            f"- {label}, {SPLIT_NAMES.get(split, split)}: the best of {k} samples errs by "
+            f"{best:.1f} mm, {abs(100 * (best / mean - 1)):.0f}% "
+            f"{'below' if best < mean else 'above'} the mean-code prediction ({mean:.1f} mm); "
+            f"one random sample errs by {one:.1f} mm, "
+            f"{'worse' if one > mean else 'no worse'} than the mean code.")
+    gains = [100 * (1 - c[k] / c["mean code"]) for c in curves.values()]
+    lines.append(
+        f"- Across these models and splits the oracle's choice among {k} samples gains "
+        f"{min(gains):.0f} to {max(gains):.0f}% over the single prediction. The samples do "
+        f"cover poses nearer the truth than the one a user is given, but choosing among them "
+        f"needs the answer: without 3D, a user gets the mean-code numbers of the results "
+        f"chapter.")
+    return "\n".join(lines)
+
+
+def missing_joints(tab: dict, base: str, trained: str) -> str:
+    """The missing-joints chapter's conclusion. ``tab``: {(split, label): {number of missing
+    joints: PA-MPJPE}}; ``base`` and ``trained``: the labels of the model trained on
+    complete poses and of the same model trained with missing joints."""
+    lines = []
+    splits = list(dict.fromkeys(s for s, _ in tab))
+    for split in splits:
+        a, b = tab[split, base], tab[split, trained]
+        lo, hi = min(a), max(a)
+        name = SPLIT_NAMES.get(split, split)
+        lines.append(
+            f"- {name}: with {hi} joints missing, {base} goes from {a[lo]:.1f} to {a[hi]:.1f} mm "
+            f"({100 * (a[hi] / a[lo] - 1):+.0f}%), {trained} from {b[lo]:.1f} to {b[hi]:.1f} mm "
+            f"({100 * (b[hi] / b[lo] - 1):+.0f}%). Training with missing joints "
+            f"{'lowers' if b[hi] < a[hi] else 'does not lower'} the error on such inputs "
+            f"({b[hi] - a[hi]:+.1f} mm) and costs {b[lo] - a[lo]:+.1f} mm on complete ones.")
+    return "\n".join(lines)
+
+
+def mirror(rates: dict, thesis: str, aware: str, splits) -> str:
+    """The mirror chapter's conclusion against its targets (under 5% mirrored, proper
+    PA-MPJPE within 10% of the reflection-allowed one, the reflection-allowed error no worse
+    than the thesis's). ``rates``: {(label, split): {"mirrored %", "gap (%)",
+    "PA-MPJPE refl."}}."""
+    lines = []
+    for s in splits:
+        t, o = rates[thesis, s], rates[aware, s]
+        met = lambda ok: "met" if ok else "not met"  # noqa: E731
+        lines.append(
+            f"- {SPLIT_NAMES.get(s, s)}: mirrored poses {t['mirrored %']:.1f}% -> "
+            f"{o['mirrored %']:.1f}% (target under 5%: {met(o['mirrored %'] < 5)}); gap between "
+            f"proper and reflection-allowed PA-MPJPE {t['gap (%)']:.1f}% -> {o['gap (%)']:.1f}% "
+            f"(target under 10%: {met(o['gap (%)'] < 10)}); reflection-allowed PA-MPJPE "
+            f"{t['PA-MPJPE refl.']:.1f} -> {o['PA-MPJPE refl.']:.1f} mm "
+            f"({'not worse' if o['PA-MPJPE refl.'] <= t['PA-MPJPE refl.'] else 'worse'}).")
+    return "\n".join(lines)
+
+
+def training(label: str, tail: list, ours_tail: list, seconds: float, poses: int,
+             thesis_poses: int) -> str:
+    """The training chapter's conclusion: how much the validation error moves over the last
+    epochs (the thesis's model against ours), the time per epoch, and the share of the
+    thesis's training that the profile shows."""
+    import statistics as st
+
+    a, b = st.pstdev(tail), st.pstdev(ours_tail)
+    return (f"Over its last {len(tail)} epochs the validation PA-MPJPE of {label} is "
+            f"{st.fmean(tail):.1f} ± {a:.1f} mm, that of ours {st.fmean(ours_tail):.1f} ± "
+            f"{b:.1f} mm: ours is {'steadier' if b < a else 'not steadier'} from epoch to "
+            f"epoch (monitoring only; neither run was stopped or chosen by it). One epoch of "
+            f"{label} took {seconds:.1f} s here; the profile shows the networks "
+            f"{poses / 1e6:.1f} million poses, {100 * poses / thesis_poses:.0f}% of the "
+            f"{thesis_poses / 1e6:.0f} million of the thesis's configuration.")
+
+
+def verdict(rows: list[dict]) -> str:
+    """One sentence over :func:`targets`' rows: how many are met, and which are not."""
+    missed = [f"{r['target']} on {r['split']} ({r['measured']})" for r in rows if not r["met"]]
+    head = f"{len(rows) - len(missed)} of the {len(rows)} targets are met"
+    return head + (": every one." if not missed else "; not met: " + "; ".join(missed) + ".")
+
+
+def per_joint(errors: dict, label: str, worst: int = 3) -> str:
+    """Which joints carry the error of one model: ``errors`` {joint name: PA-MPJPE}; the
+    extremities are the wrists and ankles (and the head top)."""
+    ranked = sorted(errors, key=errors.get, reverse=True)
+    ends = [j for j in errors if any(w in j for w in ("wrist", "ankle", "head"))]
+    rest = [j for j in errors if j not in ends and errors[j] > 0]  # the root errs by 0
+    e_ends = sum(errors[j] for j in ends) / max(len(ends), 1)
+    e_rest = sum(errors[j] for j in rest) / max(len(rest), 1)
+    return (f"For {label}, the joints with the largest error are "
+            + ", ".join(f"{j} ({errors[j]:.1f} mm)" for j in ranked[:worst])
+            + f"; wrists, ankles and head top average {e_ends:.1f} mm against {e_rest:.1f} mm "
+            f"for the other joints (the root excluded), {e_ends / e_rest:.1f} times as much.")
+
+
+def per_action(table: dict, model: str, reference: str) -> str:
+    """Per split, the hardest and easiest action of ``model`` and on how many actions it
+    beats ``reference``. ``table``: {(split, label): {action: PA-MPJPE}}."""
+    lines = []
+    for split in dict.fromkeys(s for s, _ in table):
+        a, b = table[split, model], table[split, reference]
+        hard, easy = max(a, key=a.get), min(a, key=a.get)
+        wins = sum(a[k] < b[k] for k in a if k in b)
+        lines.append(f"- {SPLIT_NAMES.get(split, split)}: {model} errs most on {hard} "
+                     f"({a[hard]:.1f} mm) and least on {easy} ({a[easy]:.1f} mm); it is better "
+                     f"than {reference} on {wins} of {len(a)} actions.")
+    return "\n".join(lines)
+
+
+def data_summary(poses: dict, beyond: dict) -> str:
+    """The data chapter's conclusion: the split sizes, and the share of poses the decoder's
+    bounded output cannot reach (``beyond``: {split: percent})."""
+    sizes = ", ".join(f"{SPLIT_NAMES.get(s, s)} {n:,}" for s, n in poses.items())
+    worst = max(beyond, key=beyond.get)
+    return (f"BNMD-17 holds {sum(poses.values()):,} 2D/3D pose pairs ({sizes}). At most "
+            f"{beyond[worst]:.2f}% of a split's poses ({SPLIT_NAMES.get(worst, worst)}) have a "
+            f"coordinate beyond the decoder's reach of 1.3, so the bounded output "
+            f"{'costs next to nothing' if beyond[worst] < 1 else 'clips a noticeable share'}.")
+
+
+def latent(label: str, scores: dict) -> str:
+    """The latent-space chapter's conclusion. ``scores``: {what: (k-NN accuracy in the
+    latent means, in the 2D inputs, share of the most common class)}, percent."""
+    parts = []
+    for what, (z, x, chance) in scores.items():
+        parts.append(f"{what} is recovered from a pose's ten nearest latent means in {z:.0f}% "
+                     f"of the test poses (from the ten nearest 2D inputs: {x:.0f}%; always "
+                     f"guessing the most common: {chance:.0f}%)")
+    gain = all(z > x for z, x, _ in scores.values())
+    return (f"In {label}'s latent space, " + "; ".join(parts) + ". The latent code "
+            + ("groups poses by these labels more than the 2D input does." if gain else
+               "does not group poses by these labels more than the 2D input already does: "
+               "UMAP's clusters are mostly the input's."))

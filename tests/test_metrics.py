@@ -166,3 +166,17 @@ def test_float32_and_shapes(poses, gen):
     # extra leading dims
     assert M.pa_mpjpe(pred.view(4, 16, 17, 3), gt.view(4, 16, 17, 3)).shape == (4, 16)
     assert M.chunked(M.pa_mpjpe, pred, gt, chunk=10).shape == (64,)
+
+
+def test_knn_accuracy_on_two_separated_clusters_and_on_noise():
+    from lib.metrics import knn_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(50, 2, generator=g)
+    feats = torch.cat([a, a + 100.0])
+    labels = torch.tensor([0] * 50 + [1] * 50)
+    assert knn_accuracy(feats, labels, k=5) == 100.0
+    swapped = torch.tensor([0, 1] * 50)  # labels unrelated to the features: about chance
+    assert 20 < knn_accuracy(feats, swapped, k=5) < 80
+    with pytest.raises(ValueError, match="more than k=5"):
+        knn_accuracy(feats[:5], labels[:5], k=5)

@@ -300,3 +300,15 @@ def test_instance_noise_on_both_reaches_the_discriminator(monkeypatch):
         fakes[where] = seen[1]
     noise = fakes["both"] - fakes["real"]
     assert 0.45 < noise.std() < 0.55 and abs(noise.mean()) < 0.05
+
+
+def test_dedupe_inline_scripts_keeps_the_first_of_a_repeated_script(tmp_path):
+    from lib.book import dedupe_inline_scripts
+
+    page = tmp_path / "book" / "a.html"
+    page.parent.mkdir()
+    page.write_text("<script>const A = 1</script><p>x</p><script>const A = 1</script>"
+                    "<script>const B = 2</script><script src='s.js'></script>")
+    assert dedupe_inline_scripts(tmp_path) == 1
+    assert page.read_text() == ("<script>const A = 1</script><p>x</p>"
+                                "<script>const B = 2</script><script src='s.js'></script>")

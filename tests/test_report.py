@@ -128,3 +128,94 @@ def test_seed_checks_say_whether_2d_ranks_like_3d():
     study["critic_accuracy"]["m"] = entry(90.0, 88.0, 94.6)
     assert "in another order" in seed_checks(study, "m", "ours")
     assert seed_checks({**study, "critic_accuracy": {}}, "m", "ours") == ""
+
+
+def test_best_hypothesis_states_the_oracle_gain_and_the_one_sample_cost():
+    from lib.report import best_hypothesis
+
+    curves = {("test_unseen_styles", "VAE-GAN"): {1: 80.0, 5: 70.0, 10: 60.0, "mean code": 75.0},
+              ("test_unseen_motions", "VAE-GAN"): {1: 70.0, 5: 72.0, 10: 78.0, "mean code": 75.0}}
+    text = best_hypothesis(curves, k=10)
+    assert ("best of 10 samples errs by 60.0 mm, 20% below the mean-code prediction (75.0 mm)"
+            in text)
+    assert "one random sample errs by 80.0 mm, worse than the mean code" in text
+    # an oracle that does worse than the mean code (made up) is said so, not hidden
+    assert "78.0 mm, 4% above the mean-code prediction" in text
+    assert "one random sample errs by 70.0 mm, no worse than the mean code" in text
+    assert "gains -4 to 20%" in text
+
+
+def test_missing_joints_says_whether_training_with_them_helps():
+    from lib.report import missing_joints
+
+    tab = {("test_unseen_styles", "base"): {0: 60.0, 1: 80.0, 2: 100.0},
+           ("test_unseen_styles", "trained"): {0: 62.0, 1: 70.0, 2: 75.0}}
+    text = missing_joints(tab, "base", "trained")
+    assert "base goes from 60.0 to 100.0 mm (+67%), trained from 62.0 to 75.0 mm (+21%)" in text
+    assert "lowers the error on such inputs (-25.0 mm) and costs +2.0 mm on complete ones" in text
+    tab["test_unseen_styles", "trained"] = {0: 62.0, 1: 90.0, 2: 110.0}
+    text = missing_joints(tab, "base", "trained")
+    assert "does not lower the error on such inputs (+10.0 mm)" in text
+
+
+def test_mirror_checks_each_target_and_reports_a_miss():
+    from lib.report import mirror
+
+    rates = {("thesis", "s"): {"mirrored %": 30.0, "gap (%)": 40.0, "PA-MPJPE refl.": 60.0},
+             ("aware", "s"): {"mirrored %": 2.0, "gap (%)": 12.0, "PA-MPJPE refl.": 61.0}}
+    text = mirror(rates, "thesis", "aware", ["s"])
+    assert "mirrored poses 30.0% -> 2.0% (target under 5%: met)" in text
+    assert "40.0% -> 12.0% (target under 10%: not met)" in text
+    assert "60.0 -> 61.0 mm (worse)" in text
+
+
+def test_training_summary_compares_the_spread_of_the_two_runs():
+    from lib.report import training
+
+    text = training("VAE-GAN", [60.0, 70.0], [50.0, 50.2], 12.34, 3_000_000, 100_000_000)
+    assert "VAE-GAN is 65.0 ± 5.0 mm, that of ours 50.1 ± 0.1 mm: ours is steadier" in text
+    assert "took 12.3 s here" in text and "3.0 million poses, 3% of the 100 million" in text
+    assert "not steadier" in training("VAE-GAN", [60.0, 60.0], [50.0, 52.0], 1, 1, 1)
+
+
+def test_verdict_lists_what_is_missed():
+    from lib.report import verdict
+
+    rows = [{"split": "a", "target": "t1", "measured": "1", "met": True},
+            {"split": "b", "target": "t2", "measured": "2", "met": False}]
+    assert verdict(rows) == "1 of the 2 targets are met; not met: t2 on b (2)."
+    assert verdict(rows[:1]) == "1 of the 1 targets are met: every one."
+
+
+def test_per_joint_and_per_action_rank_from_the_numbers():
+    from lib.report import per_action, per_joint
+
+    errs = {"pelvis": 0.0, "r_knee": 40.0, "r_ankle": 80.0, "l_wrist": 100.0, "thorax": 20.0}
+    text = per_joint(errs, "ours", worst=2)
+    assert "l_wrist (100.0 mm), r_ankle (80.0 mm)" in text
+    assert "average 90.0 mm against 30.0 mm" in text and "3.0 times" in text
+    tab = {("s", "ours"): {"walk": 50.0, "kick": 90.0},
+           ("s", "thesis"): {"walk": 60.0, "kick": 80.0}}
+    text = per_action(tab, "ours", "thesis")
+    assert "errs most on kick (90.0 mm) and least on walk (50.0 mm)" in text
+    assert "better than thesis on 1 of 2 actions" in text
+
+
+def test_data_summary_totals_the_splits_and_names_the_worst_clipping():
+    from lib.report import data_summary
+
+    text = data_summary({"train": 1000, "test_unseen_styles": 500},
+                        {"train": 0.1, "test_unseen_styles": 2.5})
+    assert "1,500 2D/3D pose pairs (train 1,000, unseen styles 500)" in text
+    assert "2.50% of a split's poses (unseen styles)" in text and "clips a noticeable share" in text
+
+
+def test_latent_says_whether_the_code_adds_to_the_input():
+    from lib.report import latent
+
+    text = latent("VAE-GAN", {"the action": (60.0, 50.0, 20.0)})
+    assert ("in 60% of the test poses (from the ten nearest 2D inputs: 50%; always guessing the "
+            "most common: 20%)") in text
+    assert "more than the 2D input does" in text
+    text = latent("VAE-GAN", {"the action": (40.0, 50.0, 20.0)})
+    assert "UMAP's clusters are mostly the input's" in text
