@@ -82,6 +82,14 @@ def params_path(profile: str) -> Path:
     return path
 
 
+def profile_arg(profile: str) -> str:
+    """How the chapters are told the profile: its name when it is ``params/<name>.yaml``,
+    else the file's absolute path (the chapters run in ``book/``, where a path relative to
+    the caller's directory would not be found)."""
+    path = params_path(profile).resolve()
+    return path.stem if path == (REPO / "params" / f"{path.stem}.yaml").resolve() else str(path)
+
+
 def profile_name(profile: str) -> str:
     """The name runs and results of a profile are filed under: the file's stem."""
     return Path(profile).stem
@@ -258,6 +266,7 @@ def main(argv=None) -> None:
     args.workers = args.workers or default_workers()
     try:
         make_config(load_params(params_path(args.params)))  # a bad profile stops here
+        args.params = profile_arg(args.params)
         build(args)
     except (FileNotFoundError, ConfigError, D.DataError, RunError) as e:
         sys.exit(f"error: {e}")

@@ -312,3 +312,19 @@ def test_dedupe_inline_scripts_keeps_the_first_of_a_repeated_script(tmp_path):
     assert dedupe_inline_scripts(tmp_path) == 1
     assert page.read_text() == ("<script>const A = 1</script><p>x</p>"
                                 "<script>const B = 2</script><script src='s.js'></script>")
+
+
+def test_the_chapters_get_a_profile_they_can_find_from_book(tmp_path, monkeypatch):
+    """``--params params/default.yaml`` (relative to the caller) reaches the chapters, which
+    run in book/, as the name; a file elsewhere as its absolute path."""
+    from lib.book import REPO, params_path, profile_arg
+
+    monkeypatch.chdir(REPO)
+    assert profile_arg("params/quick.yaml") == "quick" == profile_arg("quick")
+    own = tmp_path / "mine.yaml"
+    own.write_text((REPO / "params" / "quick.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    arg = profile_arg("mine.yaml")
+    assert arg == str(own.resolve())
+    monkeypatch.chdir(REPO / "book")
+    assert params_path(arg) == own.resolve()
