@@ -176,7 +176,11 @@ def execute(chapter: str, profile: str, out_dir: Path, **params) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         pm.execute_notebook(src, dst, parameters={"profile": profile, **params},
-                            cwd=str(REPO / "book"), progress_bar=False, kernel_name="python3")
+                            cwd=str(REPO / "book"), progress_bar=False, kernel_name="python3",
+                            # the kernel's own start-up log (a warning that it talks to
+                            # papermill over local TCP) kept out of the build log; what the
+                            # notebook itself warns lands in its page and fails the build
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except pm.PapermillExecutionError as e:
         raise SystemExit(f"error: {src.name}, cell {e.exec_count}: {e.ename}: {e.evalue}\n"
                          f"(executed copy with the traceback: {dst})") from None
@@ -396,6 +400,8 @@ def train_all(profile: str, jobs: list[tuple[str, int]], workers: int, t0: float
         if job not in todo:
             ensure_run(profile, *job)  # finished: reused (oriented if it was not yet)
     if not todo:
+        if jobs:
+            print(f"[book {name}] all {len(jobs)} trainings finished already: reused", flush=True)
         return {}
     todo.sort(key=lambda job: -job_cost(cfgs[job]))
     D.load(cfgs[todo[0]], "train", progress=True)  # the data cache, built once, not per worker
