@@ -152,8 +152,9 @@ def evaluation(profile: str, model: str, split: str, seed: int = 0) -> dict:
                            lambda: evaluate_run(run, split, ks=(), missing=()))
 
 
-METRICS = {"pa_mpjpe": "PA-MPJPE", "pa_mpjpe_reflect": "PA-MPJPE refl.", "n_mpjpe": "N-MPJPE",
-           "pck150": "PCK@150", "auc": "AUC", "mirrored_rate": "mirrored %"}
+METRICS = {"pa_mpjpe": "PA-MPJPE (mm)", "pa_mpjpe_reflect": "PA-MPJPE refl. (mm)",
+           "n_mpjpe": "N-MPJPE (mm)", "pck150": "PCK@150 (%)", "auc": "AUC (%)",
+           "mirrored_rate": "mirrored (%)"}
 
 
 def table(rows: dict, metrics=METRICS, splits=None, digits: int = 1):

@@ -220,19 +220,20 @@ def missing_joints(tab: dict, base: str, trained: str) -> str:
 def mirror(rates: dict, thesis: str, aware: str, splits) -> str:
     """The mirror chapter's conclusion against its targets (under 5% mirrored, proper
     PA-MPJPE within 10% of the reflection-allowed one, the reflection-allowed error no worse
-    than the thesis's). ``rates``: {(label, split): {"mirrored %", "gap (%)",
-    "PA-MPJPE refl."}}."""
+    than the thesis's). ``rates``: {(label, split): {"mirrored (%)", "gap (%)",
+    "PA-MPJPE refl. (mm)"}}."""
     lines = []
     for s in splits:
         t, o = rates[thesis, s], rates[aware, s]
+        tm, om, tr, orf = (t["mirrored (%)"], o["mirrored (%)"], t["PA-MPJPE refl. (mm)"],
+                           o["PA-MPJPE refl. (mm)"])
         met = lambda ok: "met" if ok else "not met"  # noqa: E731
         lines.append(
-            f"- {SPLIT_NAMES.get(s, s)}: mirrored poses {t['mirrored %']:.1f}% -> "
-            f"{o['mirrored %']:.1f}% (target under 5%: {met(o['mirrored %'] < 5)}); gap between "
-            f"proper and reflection-allowed PA-MPJPE {t['gap (%)']:.1f}% -> {o['gap (%)']:.1f}% "
-            f"(target under 10%: {met(o['gap (%)'] < 10)}); reflection-allowed PA-MPJPE "
-            f"{t['PA-MPJPE refl.']:.1f} -> {o['PA-MPJPE refl.']:.1f} mm "
-            f"({'not worse' if o['PA-MPJPE refl.'] <= t['PA-MPJPE refl.'] else 'worse'}).")
+            f"- {SPLIT_NAMES.get(s, s)}: mirrored poses {tm:.1f}% -> {om:.1f}% (target under "
+            f"5%: {met(om < 5)}); gap between proper and reflection-allowed PA-MPJPE "
+            f"{t['gap (%)']:.1f}% -> {o['gap (%)']:.1f}% (target under 10%: "
+            f"{met(o['gap (%)'] < 10)}); reflection-allowed PA-MPJPE {tr:.1f} -> {orf:.1f} mm "
+            f"({'not worse' if orf <= tr else 'worse'}).")
     return "\n".join(lines)
 
 
