@@ -2,6 +2,7 @@
 
     python -m lib.bench [--steps 30] [--batch 2560] [--width 1024] [--device auto] [--bf16]
                         [--compile [MODE]] [--json]
+    python -m lib.bench --variants [MODEL] [--params default]   # float32/bfloat16, layers
 
 Times the project's trainer step (data resident on the device, batches sliced from a
 device permutation, statistics accumulated on the device) and, in the same run and on the
@@ -76,6 +77,44 @@ def time_naive(tr: Trainer, steps: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
+def with_torch_layers(module: torch.nn.Module) -> torch.nn.Module:
+    """The module with lib.models' fast Dropout and Mish swapped back for torch's own
+    ``nn.Dropout`` and ``nn.Mish`` (the straightforward layers), in place."""
+    from .models import Dropout, Mish
+
+    for name, child in module.named_children():
+        if isinstance(child, Dropout):
+            setattr(module, name, torch.nn.Dropout(child.p).train(child.training))
+        elif isinstance(child, Mish):
+            setattr(module, name, torch.nn.Mish().train(child.training))
+        else:
+            with_torch_layers(child)
+    return module
+
+
+def variants(profile: str, model: str, steps: int, poses: int = 20_480) -> list[dict]:
+    """Seconds per training step of a book model (``lib.book.model_config``) on this
+    machine, in one run: torch's Dropout and Mish in float32 (the baseline), lib.models'
+    layers in float32, and those in bfloat16 autocast; each with its ratio to the baseline."""
+    from .book import model_config
+
+    rows = []
+    for name, bf16, torch_layers in (("float32, torch's Dropout and Mish", False, True),
+                                     ("float32, lib.models' Dropout and Mish", False, False),
+                                     ("bfloat16 autocast, lib.models' layers", True, False)):
+        cfg = model_config(profile, model, bf16=bf16, progress=False, val_size=64)
+        tr = Trainer(cfg, "/tmp/hpe-bench", train=fake_split(poses), val=fake_split(64, 1))
+        if torch_layers:
+            with_torch_layers(tr.lifter)
+            if tr.disc is not None:
+                with_torch_layers(tr.disc)
+        rows.append({"variant": name, "step_ms": 1000 * time_fast(tr, steps),
+                     "batch": cfg["batch_size"]})
+    for r in rows:
+        r["speedup"] = rows[0]["step_ms"] / r["step_ms"]
+    return rows
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lib.bench", description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=30)
@@ -88,7 +127,18 @@ def main(argv=None) -> None:
     p.add_argument("--compile", nargs="?", const=True, default=False,
                    help="torch.compile the networks; optional mode, e.g. reduce-overhead")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--variants", metavar="MODEL", nargs="?", const="ours",
+                   help="instead: a book model's step (default: ours) with torch's layers in "
+                        "float32, ours in float32 and in bfloat16, on --params' profile")
+    p.add_argument("--params", default="default", help="the profile for --variants")
     a = p.parse_args(argv)
+    if a.variants:
+        rows = variants(a.params, a.variants, a.steps)
+        for r in rows:
+            print(json.dumps(r) if a.json else
+                  f"{a.variants} ({a.params}, batch {r['batch']}): {r['variant']}: "
+                  f"{r['step_ms']:.0f} ms per step, {r['speedup']:.2f}x")
+        return
     cfg = make_config({"batch_size": a.batch, "width": a.width, "mode": a.mode,
                        "device": a.device, "bf16": a.bf16, "compile": a.compile,
                        "val_size": 256, "progress": False})

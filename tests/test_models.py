@@ -172,3 +172,17 @@ def test_mish_in_bfloat16_matches_torch_mish_and_its_gradient():
     assert Mish()(xb).dtype == torch.bfloat16
     assert torch.allclose(Mish()(xb).double(), torch.nn.functional.mish(xb.double()),
                           rtol=0.02, atol=0.02)
+
+
+def test_bench_swaps_in_torch_layers_without_changing_the_function():
+    from lib.bench import with_torch_layers
+    from lib.models import Dropout, Mish
+
+    enc = Encoder(width=32, latent=8)
+    x = torch.randn(16, 32)
+    enc.eval()
+    before = enc(x)[0]
+    with_torch_layers(enc)
+    kinds = {type(m) for m in enc.modules()}
+    assert Dropout not in kinds and Mish not in kinds and torch.nn.Mish in kinds
+    assert torch.allclose(enc(x)[0], before)
