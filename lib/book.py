@@ -347,9 +347,9 @@ def dedupe_inline_scripts(html: Path) -> int:
 
 
 def default_workers() -> int:
-    """Trainings run side by side on a CPU: one per two cores the process may use, at least
-    one, at most two (a 2-core machine: two single-threaded trainings, which on its small
-    matrices do more than one training on two threads). One on a GPU."""
+    """Trainings run side by side on a CPU: as many as the cores the process may use, at
+    most two (on the 2-core machine, two single-threaded trainings do more than one training
+    on two threads: its matrices are small). One on a GPU."""
     import torch
 
     if torch.cuda.is_available():
@@ -376,8 +376,10 @@ def _train_job(profile: str, model: str, seed: int, threads: int, line: str, t0:
     ``t0``."""
     import torch
 
+    D.exit_on_sigterm()  # stopped by the build: clean up temporary files as on Ctrl-C
     torch.set_num_threads(threads)
-    print(f"{line}; {_elapsed(t0)}", flush=True)
+    sys.stdout.write(f"{line}; {_elapsed(t0)}\n")  # one write: workers print side by side
+    sys.stdout.flush()
     t = time.perf_counter()
     ensure_run(profile, model, seed, progress=False)
     return time.perf_counter() - t
@@ -421,19 +423,24 @@ def train_all(profile: str, jobs: list[tuple[str, int]], workers: int, t0: float
         rest = (time.perf_counter() - t_train) * (sum(cost.values()) - done) / max(done, 1e-9)
         return f", about {int(rest) // 60} min {int(rest) % 60:02d} s of training left"
 
-    pool = mp.get_context("spawn").Pool(workers)
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
     try:
-        pending = {job: pool.apply_async(_train_job, (
-            profile, *job, threads,
-            f"[book {name}] model {k} of {len(todo)}: {job_name(*job)}", t0))
-            for k, job in enumerate(todo, 1)}
+        pending = {pool.submit(_train_job, profile, *job, threads,
+                               f"[book {name}] model {k} of {len(todo)}: {job_name(*job)}",
+                               t0): job for k, job in enumerate(todo, 1)}
         while pending:
-            time.sleep(0.5)
-            for job, res in list(pending.items()):
-                if not res.ready():
-                    continue
-                seconds = res.get()  # a failed training raises here
-                del pending[job]
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = pending.pop(future)
+                try:
+                    seconds = future.result()  # a failed training raises here
+                except BrokenProcessPool:
+                    raise RunError(f"{run_dir(profile, *job)}: a training process died (killed, "
+                                   f"or out of memory?); build again to resume, or use "
+                                   f"--workers 1") from None
                 finished.append(job)
                 model, seed = job
                 timings[f"train {model}" + (f" seed {seed}" if seed else "")] = round(seconds, 1)
@@ -441,10 +448,12 @@ def train_all(profile: str, jobs: list[tuple[str, int]], workers: int, t0: float
                       f"({len(finished)} of {len(todo)} finished): {job_name(*job)} in "
                       f"{seconds / 60:.1f} min; {_elapsed(t0)}{left() if pending else ''}",
                       flush=True)
-        pool.close()
     finally:
-        pool.terminate()  # an error or Ctrl-C: stop the other trainings (they resume later)
-        pool.join()
+        # an error or Ctrl-C: stop the other trainings (they resume from their checkpoints)
+        procs = getattr(pool, "_processes", None) or {}  # the executor's {pid: process}
+        for proc in list(procs.values()):
+            proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
     return timings
 
 

@@ -263,15 +263,22 @@ def summarize(
     return summary
 
 
-def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, k: int = 10) -> float:
+def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, k: int = 10,
+                 groups: torch.Tensor | None = None) -> float:
     """Leave-one-out k-nearest-neighbour accuracy (percent) of integer ``labels`` (N,) from
     ``features`` (N, D), Euclidean, majority vote (ties: the smallest label): how much of
-    the labelling a representation holds, without training a classifier."""
-    features, labels = torch.as_tensor(features, dtype=torch.float32), torch.as_tensor(labels)
+    the labelling a representation holds, without training a classifier. With ``groups``
+    (N,), e.g. the take of each pose, neighbours come from other groups only, so that the
+    same take seen by another camera or a frame later does not vote."""
+    features = torch.as_tensor(features, dtype=torch.float32)
+    labels = torch.as_tensor(labels, device=features.device).long()
     if len(features) <= k:
         raise ValueError(f"knn_accuracy needs more than k={k} points, got {len(features)}")
     dist = torch.cdist(features, features)
     dist.fill_diagonal_(float("inf"))  # leave each point out of its own vote
+    if groups is not None:
+        groups = torch.as_tensor(groups, device=features.device)
+        dist[groups[:, None] == groups[None, :]] = float("inf")
     near = labels[dist.topk(k, largest=False).indices]  # (N, k)
     votes = torch.nn.functional.one_hot(near, int(labels.max()) + 1).sum(1)
     return 100 * float((votes.argmax(1) == labels).float().mean())

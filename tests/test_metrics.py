@@ -180,3 +180,10 @@ def test_knn_accuracy_on_two_separated_clusters_and_on_noise():
     assert 20 < knn_accuracy(feats, swapped, k=5) < 80
     with pytest.raises(ValueError, match="more than k=5"):
         knn_accuracy(feats[:5], labels[:5], k=5)
+    # two takes per class, each seen twice (same features): with the take as the group,
+    # only the other take of the class can vote, and here it sits with the other class
+    take = torch.arange(8) // 2
+    dup = torch.tensor([[0.0], [0.0], [10.0], [10.0], [1.0], [1.0], [11.0], [11.0]])
+    cls = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    assert knn_accuracy(dup, cls, k=1) == 100.0  # the copy from another camera votes
+    assert knn_accuracy(dup, cls, k=1, groups=take) == 0.0

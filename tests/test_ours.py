@@ -328,3 +328,30 @@ def test_the_chapters_get_a_profile_they_can_find_from_book(tmp_path, monkeypatc
     assert arg == str(own.resolve())
     monkeypatch.chdir(REPO / "book")
     assert params_path(arg) == own.resolve()
+
+
+def test_train_all_trains_two_at_a_time_then_reuses(tmp_path, capsys):
+    """The book's worker pool: two tiny trainings in spawned processes, each reported as it
+    starts and ends; a second call finds both finished."""
+    import time
+
+    from lib.book import REPO, Run, model_config, run_dir, train_all
+
+    params = tmp_path / "pooltest.yaml"
+    params.write_text((REPO / "params" / "quick.yaml").read_text()
+                      + "epochs: 1\ntrain_size: 2048\nval_size: 64\n")
+    profile = str(params)
+    jobs = [("supervised", 0), ("vae", 0)]
+    try:
+        timings = train_all(profile, jobs, workers=2, t0=time.time())
+        assert set(timings) == {"train supervised", "train vae"}
+        for job in jobs:
+            assert Run(run_dir(profile, *job)).finished(model_config(profile, *job))
+        out = capsys.readouterr().out
+        assert "2 of 2 trainings to do, 2 at a time" in out and "(2 of 2 finished)" in out
+        assert train_all(profile, jobs, workers=2, t0=time.time()) == {}
+        assert "all 2 trainings finished already" in capsys.readouterr().out
+    finally:
+        import shutil
+
+        shutil.rmtree(REPO / "runs" / "pooltest", ignore_errors=True)
