@@ -395,20 +395,22 @@ def train_all(profile: str, jobs: list[tuple[str, int]], workers: int, t0: float
     costliest first; prints "model k of N" as each starts and as it finishes, with the
     elapsed time and an estimate of the training time left. Returns {"train <job>": s}."""
     import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     name = profile_name(profile)
     cfgs = {job: model_config(profile, *job) for job in jobs}
     todo = [job for job in jobs if not Run(run_dir(profile, *job)).finished(cfgs[job])]
     for job in jobs:
         if job not in todo:
-            ensure_run(profile, *job)  # finished: reused (oriented if it was not yet)
+            ensure_trained(cfgs[job], run_dir(profile, *job))  # reused (oriented if not yet)
     if not todo:
         if jobs:
             print(f"[book {name}] all {len(jobs)} trainings finished already: reused", flush=True)
         return {}
-    todo.sort(key=lambda job: -job_cost(cfgs[job]))
-    D.load(cfgs[todo[0]], "train", progress=True)  # the data cache, built once, not per worker
     cost = {job: job_cost(cfgs[job]) for job in todo}
+    todo.sort(key=lambda job: -cost[job])
+    D.load(cfgs[todo[0]], "train", progress=True)  # the data cache, built once, not per worker
     workers = max(1, min(workers, len(todo)))
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
     print(f"[book {name}] {len(todo)} of {len(jobs)} trainings to do, {workers} at a time "
@@ -422,9 +424,6 @@ def train_all(profile: str, jobs: list[tuple[str, int]], workers: int, t0: float
             1.0, _epochs_done(run_dir(profile, *j)) / cfgs[j]["epochs"])) for j in todo)
         rest = (time.perf_counter() - t_train) * (sum(cost.values()) - done) / max(done, 1e-9)
         return f", about {int(rest) // 60} min {int(rest) % 60:02d} s of training left"
-
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
 
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
     try:

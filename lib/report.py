@@ -11,6 +11,13 @@ SPLIT_NAMES = {"test_unseen_styles": "unseen styles", "test_unseen_motions": "un
                "test_unseen_rig": "unseen rig (other bodies)",
                "test": "the test split"}
 # issue 12's targets for the unsupervised lifter, PA-MPJPE without reflections
+
+
+def split_name(split: str) -> str:
+    """The words for a split ("unseen styles"), or its key when it has none."""
+    return SPLIT_NAMES.get(split, split)
+
+
 TARGET_RATIO = 0.80  # at most this times the flat baseline
 TARGET_STD = 2.0  # mm, standard deviation over seeds
 TARGET_MIRRORED = 5.0  # percent of poses
@@ -39,7 +46,7 @@ def targets(study: dict, model: str = "ours") -> list[dict]:
         res = study["models"][model][split]
         flat = study["baselines"]["flat"][split]["pa_mpjpe"]
         ratio, _ = compare(res, flat)
-        name = SPLIT_NAMES.get(split, split)
+        name = split_name(split)
         rows.append({"split": name, "target": f"PA-MPJPE <= {TARGET_RATIO:.2f} x flat",
                      "measured": f"{mean_std(res['pa_mpjpe'])} mm = {ratio:.2f} x {flat:.1f}",
                      "met": ratio <= TARGET_RATIO})
@@ -64,7 +71,7 @@ def summary(study: dict, model: str, label: str, reference: str | None = None,
         res = study["models"][model][split]
         flat = study["baselines"]["flat"][split]["pa_mpjpe"]
         ratio, word = compare(res, flat)
-        text = (f"on {SPLIT_NAMES.get(split, split)}, {label} reaches a PA-MPJPE of "
+        text = (f"on {split_name(split)}, {label} reaches a PA-MPJPE of "
                 f"{mean_std(res['pa_mpjpe'])} mm, {word} than the flat baseline's "
                 f"{flat:.1f} mm (ratio {ratio:.2f})")
         if reference:
@@ -143,7 +150,7 @@ def ablation(study: dict, model: str, without: str, lever: str) -> str:
         diff = b["pa_mpjpe"]["mean"] - a["pa_mpjpe"]["mean"]
         word = "lowers" if diff < 0 else "raises" if diff > 0 else "leaves"
         parts.append(
-            f"on {SPLIT_NAMES.get(split, split)} it {word} the PA-MPJPE from "
+            f"on {split_name(split)} it {word} the PA-MPJPE from "
             f"{mean_std(a['pa_mpjpe'])} to {mean_std(b['pa_mpjpe'])} mm "
             f"(mirrored poses {a['mirrored_rate']['mean']:.1f}% -> "
             f"{b['mirrored_rate']['mean']:.1f}%)")
@@ -172,7 +179,7 @@ def seed_checks(study: dict, model: str, label: str, split: str = "test_unseen_s
                       for s, a, e in zip(study["seeds"], acc, err, strict=True))
     return (f"Per seed of {label}, the realism test's critic accuracy (2D only; lower means "
             f"more plausible novel views) against the PA-MPJPE on "
-            f"{SPLIT_NAMES.get(split, split)}: {pairs}. The 2D test ranks the seeds "
+            f"{split_name(split)}: {pairs}. The 2D test ranks the seeds "
             + ("in the same order as their 3D error." if same else
                "in another order than their 3D error."))
 
@@ -184,7 +191,7 @@ def best_hypothesis(curves: dict, k: int = 10) -> str:
     for (split, label), c in curves.items():
         mean, one, best = c["mean code"], c[1], c[k]
         lines.append(
-            f"- {label}, {SPLIT_NAMES.get(split, split)}: the best of {k} samples errs by "
+            f"- {label}, {split_name(split)}: the best of {k} samples errs by "
             f"{best:.1f} mm, {abs(100 * (best / mean - 1)):.0f}% "
             f"{'below' if best < mean else 'above'} the mean-code prediction ({mean:.1f} mm); "
             f"one random sample errs by {one:.1f} mm, "
@@ -212,7 +219,7 @@ def missing_joints(tab: dict, base: str, trained: str) -> str:
     for split in splits:
         a, b = tab[split, base], tab[split, trained]
         lo, hi = min(a), max(a)
-        name = SPLIT_NAMES.get(split, split)
+        name = split_name(split)
         lines.append(
             f"- {name}: with {hi} joints missing, {base} goes from {a[lo]:.1f} to {a[hi]:.1f} mm "
             f"({100 * (a[hi] / a[lo] - 1):+.0f}%), {trained} from {b[lo]:.1f} to {b[hi]:.1f} mm "
@@ -235,7 +242,7 @@ def mirror(rates: dict, thesis: str, aware: str, splits) -> str:
                            o["PA-MPJPE refl. (mm)"])
         met = lambda ok: "met" if ok else "not met"  # noqa: E731
         lines.append(
-            f"- {SPLIT_NAMES.get(s, s)}: mirrored poses {tm:.1f}% -> {om:.1f}% (target at most "
+            f"- {split_name(s)}: mirrored poses {tm:.1f}% -> {om:.1f}% (target at most "
             f"{TARGET_MIRRORED:g}%: {met(om <= TARGET_MIRRORED)}); gap between proper and "
             f"reflection-allowed PA-MPJPE {t['gap (%)']:.1f}% -> {o['gap (%)']:.1f}% (target "
             f"at most {TARGET_MIRROR_GAP:g}%: {met(o['gap (%)'] <= TARGET_MIRROR_GAP)}); "
@@ -290,7 +297,7 @@ def per_action(table: dict, model: str, reference: str) -> str:
         a, b = table[split, model], table[split, reference]
         hard, easy = max(a, key=a.get), min(a, key=a.get)
         wins = sum(a[k] < b[k] for k in a if k in b)
-        lines.append(f"- {SPLIT_NAMES.get(split, split)}: {model} errs most on {hard} "
+        lines.append(f"- {split_name(split)}: {model} errs most on {hard} "
                      f"({a[hard]:.1f} mm) and least on {easy} ({a[easy]:.1f} mm); it is better "
                      f"than {reference} on {wins} of {len(a)} actions.")
     return "\n".join(lines)
@@ -299,10 +306,10 @@ def per_action(table: dict, model: str, reference: str) -> str:
 def data_summary(poses: dict, beyond: dict, reach: float) -> str:
     """The data chapter's conclusion: the split sizes, and the share of poses the decoder's
     bounded output (``reach``: its ``out_scale``) cannot reach (``beyond``: {split: %})."""
-    sizes = ", ".join(f"{SPLIT_NAMES.get(s, s)} {n:,}" for s, n in poses.items())
+    sizes = ", ".join(f"{split_name(s)} {n:,}" for s, n in poses.items())
     worst = max(beyond, key=beyond.get)
     return (f"BNMD-17 holds {sum(poses.values()):,} 2D/3D pose pairs ({sizes}). At most "
-            f"{beyond[worst]:.2f}% of a split's poses ({SPLIT_NAMES.get(worst, worst)}) have a "
+            f"{beyond[worst]:.2f}% of a split's poses ({split_name(worst)}) have a "
             f"coordinate beyond the decoder's reach of {reach:g}, so the bounded output "
             f"{'costs next to nothing' if beyond[worst] < 1 else 'clips a noticeable share'}.")
 
