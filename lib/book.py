@@ -32,9 +32,16 @@ from .train import Trainer
 # prior in training keeps every pose's depth sign anatomical (the losses cannot tell a pose
 # from its depth mirror), and after training the sign whose knees bend forwards on training
 # 2D poses is kept (lib.runs.Run.orient). The discriminator sees its instance noise on the
-# novel views as on the real poses, so that the noise itself is no tell.
+# novel views as on the real poses, so that the noise itself is no tell. Half of every
+# training batch is the same mocap re-played on a body of random proportions (wider hips
+# and shoulders, longer or shorter limbs: lib.bodies.RANDOM_RANGES), so that a body's width
+# in 2D is no cue to its orientation (issue 11); the lifter still sees 2D only. (BNMD-17
+# only, whose cameras re-project the new bodies: on Human3.6M ours trains without it.)
+# Each prediction is the mean of the lift and the mirrored lift of the mirrored input
+# (flip_test, lib.models.lift_all): a test-time average that needs no training.
 OURS = {"mode": "det_gan", "depth_only": True, "lambda_cycle": 0.01, "ema": 0.999,
-        "lr_schedule": "cosine", "orient": True, "lambda_hinge": 1.0, "noise_on": "both"}
+        "lr_schedule": "cosine", "orient": True, "lambda_hinge": 1.0, "noise_on": "both",
+        "body_augment": 0.5, "flip_test": True}
 # The models every chapter draws on: name -> parameter overrides on top of the profile.
 MODELS = {
     "vae_gan": {},  # the thesis's method
@@ -44,10 +51,12 @@ MODELS = {
     "vae_gan_pmiss": {"p_miss": 0.5},  # trained with missing joints
     "vae_gan_mirror": {"lambda_hinge": 1.0},  # mirror-aware (knee-hinge prior)
     "ours": OURS,  # the unsupervised lifter that works (issue 12), see OURS
-    # its ablation, one lever at a time: without the noise on novel views, then without the
-    # knee-hinge prior either (the first version of ours)
-    "ours_hinge": {**OURS, "noise_on": "real"},
-    "ours_base": {**OURS, "noise_on": "real", "lambda_hinge": 0.0},
+    # its ablation, one lever at a time: without the other bodies, then without the noise
+    # on novel views either, then without the knee-hinge prior either (the first version)
+    "ours_noflip": {**OURS, "flip_test": False},  # the same runs as ours, see VARIANTS
+    "ours_noise": {**OURS, "body_augment": 0.0},
+    "ours_hinge": {**OURS, "body_augment": 0.0, "noise_on": "real"},
+    "ours_base": {**OURS, "body_augment": 0.0, "noise_on": "real", "lambda_hinge": 0.0},
 }
 LABELS = {
     "vae_gan": "VAE-GAN (thesis)",
@@ -56,12 +65,30 @@ LABELS = {
     "supervised": "Supervised lifter (3D labels)",
     "vae_gan_pmiss": "VAE-GAN trained with missing joints",
     "vae_gan_mirror": "VAE-GAN + knee-hinge prior (mirror-aware)",
-    "ours": "Ours (depth lifter + cycle + knee hinge + noise on both)",
-    "ours_hinge": "Ours without noise on novel views",
-    "ours_base": "Ours without noise on novel views or knee hinge",
+    "ours": "Ours (depth lifter + cycle + knee hinge + noise on both + other bodies)",
+    "ours_noflip": "Ours without the test-time flip",
+    "ours_noise": "Ours without other bodies",
+    "ours_hinge": "Ours without other bodies or noise on novel views",
+    "ours_base": "Ours without other bodies, noise on novel views or knee hinge",
 }
-# compared over seeds in the results chapter (ours_hinge and ours_base: the ablation)
-SEED_MODELS = ("ours", "ours_hinge", "ours_base", "vae_gan", "supervised")
+# compared over seeds in the results chapter; the ablation of ours over fewer seeds (the
+# default build's time budget), compared with ours on the same seeds (lib.report.ablation)
+SEED_MODELS = ("ours", "vae_gan", "supervised")
+ABLATION = ("ours_noflip", "ours_noise", "ours_hinge", "ours_base")
+ABLATION_SEEDS = 2
+# models that are another model's runs evaluated otherwise (a runtime key): no training
+VARIANTS = {"ours_noflip": "ours"}
+
+
+def seed_plan(seeds: int) -> dict[str, int]:
+    """How many seeds each model of the results chapter's study has, when the seed models
+    get ``seeds``: the trained ablation at most :data:`ABLATION_SEEDS`, a variant those of
+    the model it evaluates, the rest 1."""
+    plan = {m: 1 for m in MODELS}
+    plan.update({m: seeds for m in SEED_MODELS})
+    plan.update({m: min(seeds, ABLATION_SEEDS) for m in ABLATION})
+    plan.update({m: plan[base] for m, base in VARIANTS.items()})
+    return plan
 CHAPTERS = ("data", "training", "results", "diagnosis", "best_hypothesis", "missing_joints",
             "latent_space", "mirror", "own_keypoints", "conclusions")
 BUILD = REPO / "_build"
@@ -97,6 +124,7 @@ def profile_name(profile: str) -> str:
 
 def run_dir(profile: str, model: str, seed: int = 0) -> Path:
     """``runs/<profile>/<model>`` for seed 0 (the book's run), ``<model>-seed<k>`` else."""
+    model = VARIANTS.get(model, model)  # a variant evaluates its model's runs
     name = model if seed == 0 else f"{model}-seed{seed}"
     return REPO / "runs" / profile_name(profile) / name
 
@@ -107,12 +135,18 @@ def model_config(profile: str, model: str, seed: int = 0, **overrides) -> dict:
         raise KeyError(f"unknown model {model!r}; known: {sorted(MODELS)}")
     params = load_params(params_path(profile))
     seeded = {"seed": params.get("seed", 0) + seed} if seed else {}
-    return make_config(params, {**MODELS[model], **seeded, **overrides})
+    model_keys = dict(MODELS[model])
+    if params.get("dataset", "bnmd17") != "bnmd17":  # other bodies re-play BNMD-17's rig only
+        model_keys.pop("body_augment", None)
+    return make_config(params, {**model_keys, **seeded, **overrides})
 
 
 def ensure_run(profile: str, model: str, seed: int = 0, **overrides) -> Path:
     """Train ``model`` under ``profile`` unless a finished run with that configuration
-    exists; an interrupted run resumes from its last checkpoint. Returns the run folder."""
+    exists; an interrupted run resumes from its last checkpoint. Returns the run folder
+    (for a variant, that of the model it evaluates, trained as that model)."""
+    if model in VARIANTS:
+        return ensure_run(profile, VARIANTS[model], seed, **overrides)
     return ensure_trained(model_config(profile, model, seed, **overrides),
                           run_dir(profile, model, seed))
 
@@ -144,12 +178,14 @@ def evaluations(profile: str, models=tuple(MODELS), splits=None) -> dict:
 
 def evaluation(profile: str, model: str, split: str, seed: int = 0) -> dict:
     """Single-hypothesis metrics of one run on one split (trained first if needed), cached
-    in the run folder as ``eval-<split>.json`` and recomputed when the checkpoint is newer."""
+    in the run folder as ``eval-<split>.json`` (``eval-<split>-flip.json`` with the
+    test-time flip) and recomputed when the checkpoint is newer."""
     from .evaluate import evaluate_run
 
     run = ensure_run(profile, model, seed)
-    return Run(run).cached(f"eval-{split}.json",
-                           lambda: evaluate_run(run, split, ks=(), missing=()))
+    flip = model_config(profile, model, seed)["flip_test"]
+    return Run(run).cached(f"eval-{split}{'-flip' if flip else ''}.json",
+                           lambda: evaluate_run(run, split, ks=(), missing=(), flip_test=flip))
 
 
 METRICS = {"pa_mpjpe": "PA-MPJPE (mm)", "pa_mpjpe_reflect": "PA-MPJPE refl. (mm)",
@@ -287,8 +323,9 @@ def build(args) -> None:
     timings = {}
     # train up front (chapters then only read), so no progress bar lands in a page; with
     # --only, each chapter trains just what it needs when it runs
-    jobs = [] if args.only else [(m, 0) for m in MODELS] + [
-        (m, s) for m in SEED_MODELS for s in range(1, args.seeds)]
+    jobs = [] if args.only else [
+        (m, s) for m, n in seed_plan(args.seeds).items() if m not in VARIANTS
+        for s in range(n)]
     timings.update(train_all(profile, jobs, args.workers, t0))
     chapters = args.only or CHAPTERS
     for k, chapter in enumerate(chapters):

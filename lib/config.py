@@ -58,6 +58,9 @@ DEFAULTS = {
     # fraction of training poses re-played on a random body (lib.bodies) before projection:
     # the 2D training set is then synthesised from the mocap with varied bone lengths
     "body_augment": 0.0,
+    # at evaluation and lifting, average each prediction with the mirror of the prediction
+    # for the mirrored input (test-time flip; changes no training)
+    "flip_test": False,
     "real_label_low": 0.7,
     "real_label_high": 1.0,
     "real_noise": 0.005,
@@ -94,7 +97,7 @@ DEFAULTS = {
 
 # keys that may change between a checkpoint and its resumption (how, not what, is trained)
 RUNTIME_KEYS = frozenset({"device", "compile", "bf16", "tf32", "progress", "epochs",
-                          "checkpoint_every", "val_every", "orient"})
+                          "checkpoint_every", "val_every", "orient", "flip_test"})
 
 
 class ConfigError(ValueError):

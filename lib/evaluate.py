@@ -54,10 +54,12 @@ def missing_curve(lifter, norm, x, gt, counts=(0, 1, 2), seed: int = 0) -> dict:
     return out
 
 
-def predictions(run, split: str, size: int | None = None, device: str = "auto") -> dict:
+def predictions(run, split: str, size: int | None = None, device: str = "auto",
+                flip_test: bool | None = None) -> dict:
     """The run's single-hypothesis predictions on a split: lifter, normaliser, split data,
-    normalised inputs ``x``, root-relative ground truth ``gt`` and ``pred`` (mm tensors)."""
-    lifter, norm, cfg = load_run(run, device)
+    normalised inputs ``x``, root-relative ground truth ``gt`` and ``pred`` (mm tensors).
+    ``flip_test``: as the run says (None), or forced on or off (``lib.runs.Run.load``)."""
+    lifter, norm, cfg = load_run(run, device, flip_test)
     dev = next(lifter.parameters()).device
     s = D.subset(D.load(cfg, split), size)
     x = torch.as_tensor(norm.pose2d(s["pose2d"]), device=dev)
@@ -67,9 +69,11 @@ def predictions(run, split: str, size: int | None = None, device: str = "auto") 
 
 
 def evaluate_run(run, split: str, ks=(1, 5, 10, 20, 50), missing=(0, 1, 2),
-                 size: int | None = None, bh_size: int | None = 5000, device: str = "auto") -> dict:
-    """All the numbers of one run on one split, as a JSON-ready dict."""
-    lifter, norm, cfg = load_run(run, device)
+                 size: int | None = None, bh_size: int | None = 5000, device: str = "auto",
+                 flip_test: bool | None = None) -> dict:
+    """All the numbers of one run on one split, as a JSON-ready dict (``flip_test`` as in
+    :func:`predictions`)."""
+    lifter, norm, cfg = load_run(run, device, flip_test)
     dev = next(lifter.parameters()).device
     s = D.subset(D.load(cfg, split), size)
     x = torch.as_tensor(norm.pose2d(s["pose2d"]), device=dev)
@@ -77,6 +81,7 @@ def evaluate_run(run, split: str, ks=(1, 5, 10, 20, 50), missing=(0, 1, 2),
     pred = predict(lifter, norm, x)
     res = summarize(pred, gt, torch.as_tensor(s["action"], device=dev), list(s["action_names"]))
     res.update(run=str(run), mode=cfg["mode"], split=split, poses=len(x),
+               flip_test=bool(getattr(lifter, "flip_test", False)),
                finished=Run(run).finished(),
                backward_knee_rate=100 * float(backward_knee_rate(pred[:, 1:])))
     if ks and getattr(lifter, "variational", False):

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from .config import DEFAULTS, MODES
-from .geometry import C, on_device
+from .geometry import C, flip, on_device
 from .skeleton import PARENTS
 
 LOGVAR_BOUND = 10.0  # log-variance soft-clamped to (-10, 10): std in (0.0067, 148)
@@ -232,6 +232,7 @@ class Lifter(nn.Module):
         self.depth_only = depth_only
         self.c = c
         self.depth_sign = 1.0  # -1 mirrors every prediction in depth (lib.priors.orientation)
+        self.flip_test = False  # lift_all averages with the mirrored input's lift (flip_test)
 
     def encode(self, x2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.encoder(x2d)
@@ -339,9 +340,20 @@ def build_models(cfg: dict) -> dict[str, nn.Module | None]:
 @torch.no_grad()
 def lift_all(lifter: nn.Module, x2d: torch.Tensor, batch: int = 65536) -> torch.Tensor:
     """Single hypothesis (the decoded mean latent code) of every input, in batches, in
-    network space (N, 48). Put the lifter in eval mode first."""
-    out = [lifter(x2d[i:i + batch], sample=False)[0].float() for i in range(0, len(x2d), batch)]
-    return torch.cat(out)
+    network space (N, 48). Put the lifter in eval mode first.
+
+    A lifter with ``flip_test`` set also lifts the mirrored input (x negated, left and right
+    swapped, :func:`lib.geometry.flip`) and averages the mirror of that lift with the
+    first. For a depth-only lifter both lie on the input's rays, and so does their mean:
+    the average still reprojects exactly onto the input.
+    """
+    def one(x):
+        pose = lifter(x, sample=False)[0].float()
+        if getattr(lifter, "flip_test", False):
+            pose = 0.5 * (pose + flip(lifter(flip(x, 2), sample=False)[0].float(), 3))
+        return pose
+
+    return torch.cat([one(x2d[i:i + batch]) for i in range(0, len(x2d), batch)])
 
 
 def predict(lifter: nn.Module, norm, x2d: torch.Tensor, batch: int = 65536) -> torch.Tensor:

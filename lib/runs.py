@@ -91,9 +91,12 @@ class Run:
     def evaluations(self) -> list[Path]:
         return sorted(self.path.glob("eval-*.json"))
 
-    def load(self, device: str = "auto") -> tuple[torch.nn.Module, Normalizer, dict]:
+    def load(self, device: str = "auto", flip_test: bool | None = None
+             ) -> tuple[torch.nn.Module, Normalizer, dict]:
         """(lifter in eval mode, normaliser, config) from the checkpoint. Where the run kept
-        an average of its weights (``ema``), those are the weights that predict."""
+        an average of its weights (``ema``), those are the weights that predict. The lifter
+        averages with the mirrored input's lift (:func:`lib.models.lift_all`) when the run's
+        ``flip_test`` says so, or ``flip_test`` when given."""
         from .models import build_models
 
         if not self.checkpoint.is_file():
@@ -105,6 +108,9 @@ class Run:
         lifter.load_state_dict(ckpt.get("lifter_ema") or ckpt["lifter"])
         if hasattr(lifter, "depth_sign") and self.sign_path.is_file():
             lifter.depth_sign = float(self.sign_path.read_text())
+        if hasattr(lifter, "flip_test"):
+            lifter.flip_test = bool(ckpt["config"].get("flip_test", False)
+                                    if flip_test is None else flip_test)
         return lifter.eval(), Normalizer(**ckpt["normalizer"]), ckpt["config"]
 
     def orient(self, train: dict, n: int = 20000) -> float:
@@ -171,9 +177,9 @@ def read_checkpoint(path: str | os.PathLike, device="cpu") -> dict:
     return ckpt
 
 
-def load_run(run: str | os.PathLike, device: str = "auto"):
-    """``Run(run).load(device)``: (lifter in eval mode, normaliser, config)."""
-    return Run(run).load(device)
+def load_run(run: str | os.PathLike, device: str = "auto", flip_test: bool | None = None):
+    """``Run(run).load(device, flip_test)``: (lifter in eval mode, normaliser, config)."""
+    return Run(run).load(device, flip_test)
 
 
 def read_history(run: str | os.PathLike) -> list[dict]:

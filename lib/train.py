@@ -88,6 +88,10 @@ class Trainer:
         self.x = torch.as_tensor(self.norm.pose2d(train["pose2d"]), device=dev)
         self.y = torch.as_tensor(self.norm.pose3d(train["pose3d"]), device=dev)
         if cfg["body_augment"] > 0:  # the camera-frame mocap, to re-play on other bodies
+            if "camera" not in train:
+                raise ConfigError("body_augment re-projects the training mocap through the "
+                                  "camera that saw each pose, but the training split has no "
+                                  "'camera' indices")
             self.mocap = torch.as_tensor(train["pose3d"], dtype=torch.float32, device=dev)
             self.cam = torch.as_tensor(train["camera"], dtype=torch.long, device=dev)
             self.intr = torch.as_tensor(Rig().intrinsics(), dtype=torch.float32, device=dev)

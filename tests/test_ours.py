@@ -242,12 +242,12 @@ def test_orient_picks_the_sign_whose_knees_bend_forwards(tmp_path):
     lifter, norm, _ = run.load("cpu")
     assert lifter.depth_sign == sign
     x = torch.as_tensor(norm.pose2d(TRAIN["pose2d"]))  # the 2D that orient() looked at
+    from lib.models import lift_all
     from lib.priors import backward_knee_rate
 
-    with torch.no_grad():
-        chosen = lifter(x, sample=False)[0]
-        lifter.depth_sign *= -1
-        other = lifter(x, sample=False)[0]
+    chosen = lift_all(lifter, x)  # as the run predicts (with ours' test-time flip)
+    lifter.depth_sign *= -1
+    other = lift_all(lifter, x)
     assert backward_knee_rate(chosen) <= backward_knee_rate(other)
     # the choice is made again from the same 2D when asked: the same sign
     assert run.orient(TRAIN) == sign
@@ -355,3 +355,44 @@ def test_train_all_trains_two_at_a_time_then_reuses(tmp_path, capsys):
         import shutil
 
         shutil.rmtree(REPO / "runs" / "pooltest", ignore_errors=True)
+
+
+
+def test_test_time_flip_averages_the_mirrored_lift_and_stays_on_the_rays():
+    from lib.geometry import Normalizer, flip
+    from lib.models import lift_all
+
+    torch.manual_seed(0)
+    lifter = build_models({**TINY, **OURS})["lifter"].eval()
+    x = torch.as_tensor(Normalizer.fit(TRAIN).pose2d(VAL["pose2d"][:64]))
+    once = lift_all(lifter, x)
+    back = flip(lift_all(lifter, flip(x, 2)), 3)  # the mirrored input's lift, mirrored back
+    lifter.flip_test = True
+    both = lift_all(lifter, x, batch=16)  # in batches as in one
+    torch.testing.assert_close(both, 0.5 * (once + back))
+    assert (both - once).abs().max() > 1e-4  # an untrained lifter is not mirror-symmetric
+    # the mean of two points on a joint's ray is on that ray: it reprojects onto the input
+    torch.testing.assert_close(project(both).flatten(1), x, atol=1e-5, rtol=1e-4)
+
+
+def test_a_variant_evaluates_its_models_runs_and_is_no_training_job():
+    from lib.book import ABLATION, MODELS, SEED_MODELS, VARIANTS, model_config, run_dir, seed_plan
+
+    assert VARIANTS == {"ours_noflip": "ours"}
+    plan = seed_plan(3)
+    assert plan["ours_noflip"] == plan["ours"] == 3 and plan["vae_gan"] == 3
+    assert all(plan[m] == 2 for m in ABLATION if m not in VARIANTS)
+    assert all(plan[m] == 1 for m in MODELS if m not in (*SEED_MODELS, *ABLATION))
+    assert seed_plan(1) == {m: 1 for m in MODELS}
+    assert run_dir("quick", "ours_noflip", 2) == run_dir("quick", "ours", 2)
+    a, b = model_config("quick", "ours"), model_config("quick", "ours_noflip")
+    assert a["flip_test"] and not b["flip_test"]
+    assert {k for k in a if a[k] != b[k]} == {"flip_test"}  # nothing that trains differs
+
+
+def test_other_bodies_need_the_camera_of_each_pose(tmp_path):
+    from lib.config import ConfigError
+
+    no_camera = {k: v for k, v in TRAIN.items() if k != "camera"}
+    with pytest.raises(ConfigError, match="no 'camera' indices"):
+        Trainer({**TINY, **OURS, "epochs": 1}, tmp_path / "r", train=no_camera, val=VAL)

@@ -1,6 +1,6 @@
 """Computed sentences (lib/report.py) on made-up study results, including a losing model."""
 
-from lib.report import mean_std, summary, targets
+from lib.report import ablation, mean_std, rig_targets, summary, targets
 
 
 def entry(*values):
@@ -225,3 +225,27 @@ def test_latent_says_whether_the_code_adds_to_the_input():
     assert "more than the 2D input does" in text
     text = latent("VAE-GAN", {"the action": (40.0, 50.0, 20.0)})
     assert "UMAP's clusters are mostly the input's" in text
+
+
+def test_rig_targets_against_flat_and_own_styles_error():
+    def three(styles, rig, flat_rig):
+        m = lambda v: {"pa_mpjpe": entry(v, v), "mirrored_rate": entry(0.0, 0.0)}  # noqa: E731
+        return {"seeds": [0, 1], "splits": ["test_unseen_styles", "test_unseen_rig"],
+                "models": {"ours": {"test_unseen_styles": m(styles), "test_unseen_rig": m(rig)}},
+                "baselines": {"flat": {"test_unseen_styles": {"pa_mpjpe": 66.0},
+                                       "test_unseen_rig": {"pa_mpjpe": flat_rig}}}}
+
+    met = [r["met"] for r in rig_targets(three(50.0, 57.0, 96.0))]  # 0.59 x flat, 1.14 x own
+    assert met == [True, True]
+    rows = rig_targets(three(46.0, 78.0, 96.0))  # 0.81 x flat, 1.70 x own
+    assert [r["met"] for r in rows] == [True, False]
+    assert "78.0 mm = 1.70 x 46.0" in rows[1]["measured"]
+    assert [r["met"] for r in rig_targets(three(46.0, 82.0, 96.0))][0] is False  # 0.854 x
+    assert rig_targets(study([50.0], [70.0])) == []  # no rig split, no rows
+
+
+def test_ablation_compares_on_the_seeds_both_models_have():
+    s = study([40.0, 50.0, 90.0], [60.0, 70.0])  # "vae_gan" stands in for the ablated model
+    text = ablation(s, "ours", "vae_gan", "the lever")
+    assert text.startswith("Over 2 seeds (0, 1, the same for both), the lever")
+    assert "lowers the PA-MPJPE from 65.0 ± 7.1 to 45.0 ± 7.1 mm" in text  # not ours' 60.0

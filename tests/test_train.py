@@ -1,5 +1,5 @@
 """The trainer (lib/train.py) on small, geometrically consistent synthetic data: random
-standing-ish people in camera coordinates about 5 m away, projected by a 1150 px camera, so
+standing-ish people in camera coordinates about 5 m away, projected by the rig's four cameras, so
 that 2D and 3D agree as in the real splits. Tiny networks, CPU."""
 
 import json
@@ -9,6 +9,8 @@ import pytest
 import torch
 import yaml
 
+from lib.camera import Rig
+from lib.camera import project as project_px
 from lib.config import DEFAULTS, ConfigError, load_params, make_config, parse_overrides
 from lib.data import REPO
 from lib.geometry import project
@@ -44,8 +46,10 @@ def make_split(n, seed=0):
     pose = pose @ rot.transpose(0, 2, 1) + rng.normal(0, 15, (n, 17, 3))
     pose -= pose[:, :1]
     pose += rng.uniform([-300, -200, 4700], [300, 200, 5300], (n, 1, 3))
-    pose2d = pose[..., :2] / pose[..., 2:] * 1150.0 + 500.0
-    return {"pose3d": pose.astype(np.float32), "pose2d": pose2d.astype(np.float32)}
+    camera = np.arange(n) % 4  # seen by the rig's four cameras, as the real splits are
+    pose2d = project_px(pose, Rig().intrinsics()[camera][:, None])
+    return {"pose3d": pose.astype(np.float32), "pose2d": pose2d.astype(np.float32),
+            "camera": camera}
 
 
 TRAIN = make_split(2048)
@@ -81,7 +85,9 @@ def without_time(rows):
 def test_synthetic_data_is_consistent():
     """The helper's 2D is the projection of its 3D (so the tests train on real geometry)."""
     p3, p2 = TRAIN["pose3d"].astype(np.float64), TRAIN["pose2d"]
-    np.testing.assert_allclose(p3[..., :2] / p3[..., 2:] * 1150 + 500, p2, atol=1e-3)
+    intr = Rig().intrinsics()[TRAIN["camera"]]  # (N, 4): fx, fy, cx, cy
+    expected = p3[..., :2] / p3[..., 2:] * intr[:, None, :2] + intr[:, None, 2:]
+    np.testing.assert_allclose(expected, p2, atol=1e-2)
     assert 4000 < p3[..., 2].min() and p3[..., 2].max() < 6000
 
 
