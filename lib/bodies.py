@@ -70,6 +70,13 @@ RANDOM_RANGES = {"hips": (1.0, 2.5), "shoulders": (1.0, 2.2), "legs": (0.85, 1.1
                  "arms": (0.85, 1.15)}
 
 
+def within_ranges(body: dict, ranges: dict = RANDOM_RANGES) -> bool:
+    """Whether every factor of ``body`` (1 where not listed) lies in ``ranges``: a body
+    type that the random bodies of training can draw."""
+    return set(body) <= set(ranges) and all(
+        lo <= body.get(part, 1.0) <= hi for part, (lo, hi) in ranges.items())
+
+
 def _part_tables():
     import torch
 

@@ -51,8 +51,9 @@ MODELS = {
     "vae_gan_pmiss": {"p_miss": 0.5},  # trained with missing joints
     "vae_gan_mirror": {"lambda_hinge": 1.0},  # mirror-aware (knee-hinge prior)
     "ours": OURS,  # the unsupervised lifter that works (issue 12), see OURS
-    # its ablation, one lever at a time: without the other bodies, then without the noise
-    # on novel views either, then without the knee-hinge prior either (the first version)
+    # its ablation, one lever at a time: its own runs without the test-time flip; trained
+    # without the other bodies, then without the noise on novel views either, then without
+    # the knee-hinge prior either (the first version of ours)
     "ours_noflip": {**OURS, "flip_test": False},  # the same runs as ours, see VARIANTS
     "ours_noise": {**OURS, "body_augment": 0.0},
     "ours_hinge": {**OURS, "body_augment": 0.0, "noise_on": "real"},
@@ -65,7 +66,8 @@ LABELS = {
     "supervised": "Supervised lifter (3D labels)",
     "vae_gan_pmiss": "VAE-GAN trained with missing joints",
     "vae_gan_mirror": "VAE-GAN + knee-hinge prior (mirror-aware)",
-    "ours": "Ours (depth lifter + cycle + knee hinge + noise on both + other bodies)",
+    "ours": "Ours (depth lifter + cycle + knee hinge + noise on both + other bodies + "
+            "test-time flip)",
     "ours_noflip": "Ours without the test-time flip",
     "ours_noise": "Ours without other bodies",
     "ours_hinge": "Ours without other bodies or noise on novel views",
@@ -89,6 +91,8 @@ def seed_plan(seeds: int) -> dict[str, int]:
     plan.update({m: min(seeds, ABLATION_SEEDS) for m in ABLATION})
     plan.update({m: plan[base] for m, base in VARIANTS.items()})
     return plan
+
+
 CHAPTERS = ("data", "training", "results", "diagnosis", "best_hypothesis", "missing_joints",
             "latent_space", "mirror", "own_keypoints", "conclusions")
 BUILD = REPO / "_build"

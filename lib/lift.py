@@ -32,6 +32,7 @@ import torch
 
 from .config import pick_device
 from .geometry import C, Normalizer, apply_mask
+from .models import predict
 from .runs import Run
 from .skeleton import JOINTS, SCALE_CHAIN
 
@@ -195,7 +196,7 @@ class PoseLifter:
         x = apply_mask(x, mask)
         with torch.no_grad():
             if k == 1 or not getattr(self.net, "variational", False):
-                poses = self.norm.to_mm(self.net(x, sample=False)[0].float())
+                poses = predict(self.net, self.norm, x)  # with the run's test-time flip
                 std = None
             else:
                 gen = torch.Generator(self.device).manual_seed(seed)

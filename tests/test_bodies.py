@@ -92,3 +92,13 @@ def test_ours_trains_on_random_bodies(tmp_path):
     rows = Trainer({**TINY, **OURS, "body_augment": 0.5, "epochs": 2}, tmp_path / "r",
                    train=split, val=VAL).fit()
     assert all(math.isfinite(r["loss"]) for r in rows) and rows[-1]["cycle"] < rows[0]["cycle"]
+
+
+def test_the_training_ranges_contain_the_test_bodies_and_no_wider_one():
+    from lib.bodies import RANDOM_RANGES, within_ranges
+
+    assert all(within_ranges(b) for b in BODY_TYPES.values())
+    assert within_ranges({})  # BNMD-17's own body: every factor 1
+    assert not within_ranges({"hips": 2.6})
+    assert not within_ranges({"legs": 0.8})
+    assert not within_ranges({"neck": 1.0}, RANDOM_RANGES)  # a part training never scales

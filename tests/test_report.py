@@ -1,6 +1,6 @@
 """Computed sentences (lib/report.py) on made-up study results, including a losing model."""
 
-from lib.report import ablation, mean_std, rig_targets, summary, targets
+from lib.report import ablation, mean_std, rig_context, rig_targets, summary, targets
 
 
 def entry(*values):
@@ -249,3 +249,15 @@ def test_ablation_compares_on_the_seeds_both_models_have():
     text = ablation(s, "ours", "vae_gan", "the lever")
     assert text.startswith("Over 2 seeds (0, 1, the same for both), the lever")
     assert "lowers the PA-MPJPE from 65.0 ± 7.1 to 45.0 ± 7.1 mm" in text  # not ours' 60.0
+
+
+def test_rig_context_separates_the_bodies_from_the_motions():
+    m = lambda v: {"pa_mpjpe": entry(v, v)}  # noqa: E731
+    s = {"seeds": [0, 1], "splits": ["test_unseen_motions", "test_unseen_rig"],
+         "models": {"ours": {"test_unseen_motions": m(64.0), "test_unseen_rig": m(80.0)}},
+         "baselines": {"flat": {"test_unseen_motions": {"pa_mpjpe": 75.0},
+                                "test_unseen_rig": {"pa_mpjpe": 96.0}}}}
+    text = rig_context(s)
+    assert "from 64.0 mm (BNMD-17's body) to 80.0 mm (the other bodies), 1.25 times" in text
+    assert "from 75.0 to 96.0 mm, 1.28 times" in text
+    assert rig_context({**s, "splits": ["test_unseen_motions"]}) == ""
