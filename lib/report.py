@@ -94,7 +94,7 @@ def rig_context(study: dict, model: str = "ours") -> str:
     rig, mot = res[RIG_SPLIT]["pa_mpjpe"]["mean"], res["test_unseen_motions"]["pa_mpjpe"]["mean"]
     f_rig, f_mot = flat[RIG_SPLIT]["pa_mpjpe"], flat["test_unseen_motions"]["pa_mpjpe"]
     return (f"The unseen-rig split re-plays the takes of the unseen-motions split on other "
-            f"bodies. On the same takes, {model}'s error grows from {mot:.1f} mm (BNMD-17's "
+            f"bodies. On the same takes, the error of {model} grows from {mot:.1f} mm (BNMD-17's "
             f"body) to {rig:.1f} mm (the other bodies), {rig / mot:.2f} times as much; the flat "
             f"baseline's grows from {f_mot:.1f} to {f_rig:.1f} mm, {f_rig / f_mot:.2f} times: "
             f"wider bodies hold more depth to recover. Against its own error on unseen styles "
