@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from . import data as D
-from .config import ConfigError, load_params, make_config
+from .config import DEFAULTS, ConfigError, load_params, make_config
 from .data import REPO
 from .runs import Run, RunError
 from .train import Trainer
@@ -140,7 +140,7 @@ def model_config(profile: str, model: str, seed: int = 0, **overrides) -> dict:
     params = load_params(params_path(profile))
     seeded = {"seed": params.get("seed", 0) + seed} if seed else {}
     model_keys = dict(MODELS[model])
-    if params.get("dataset", "bnmd17") != "bnmd17":  # other bodies re-play BNMD-17's rig only
+    if params.get("dataset", DEFAULTS["dataset"]) != "bnmd17":  # other bodies: BNMD-17's rig
         model_keys.pop("body_augment", None)
     return make_config(params, {**model_keys, **seeded, **overrides})
 

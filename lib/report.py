@@ -7,6 +7,8 @@ sentence cannot disagree with the table beside it.
 
 from __future__ import annotations
 
+import statistics
+
 SPLIT_NAMES = {"test_unseen_styles": "unseen styles", "test_unseen_motions": "unseen motions",
                "test_unseen_rig": "unseen rig (other bodies)",
                "test": "the test split"}
@@ -180,13 +182,17 @@ def versus(label_a: str, a: float, label_b: str, b: float, what: str = "PA-MPJPE
     return f"{label_a} ({a:.1f} {unit}) is {word} {label_b} ({b:.1f} {unit}) in {what}"
 
 
+def aggregate(values: list[float]) -> dict:
+    """{"mean", "std", "values"} of one metric over seeds: a study entry (the sample
+    standard deviation, 0 for a single seed)."""
+    return {"mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": list(values)}
+
+
 def on_seeds(entry: dict, n: int) -> dict:
     """A study entry {"mean", "std", "values"} restricted to its first ``n`` seeds."""
-    import statistics
-
-    v = entry["values"][:n]
-    return {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
-            "values": v}
+    return aggregate(entry["values"][:n])
 
 
 def ablation(study: dict, model: str, without: str, lever: str) -> str:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from .book import (
 )
 from .config import ConfigError, load_params, make_config
 from .data import REPO
+from .report import aggregate
 from .runs import Run
 
 BUILD_DIR = REPO / "_build"
@@ -78,13 +78,6 @@ def check(profile: str, models, seeds: int) -> None:
                                  f"{D.h36m_folder(cfg)}; build it with python -m lib.h36m")
         except (ConfigError, D.DataError) as e:
             raise StudyError(f"profile {profile!r} cannot train {m!r}: {e}") from None
-
-
-def aggregate(values: list[float]) -> dict:
-    """{"mean", "std", "values"} of one metric over seeds (std 0 for a single seed)."""
-    return {"mean": statistics.fmean(values),
-            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "values": list(values)}
 
 
 def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool = True) -> dict:
