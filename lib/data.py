@@ -502,8 +502,10 @@ def cached_build(cache: Path, settings: dict) -> Path | None:
 # --------------------------------------------------------------------------------------
 
 H36M_SPLITS = ("train", "test")
-# the unseen-motions takes re-played on other bodies (lib.bodies), made on the fly
+# the unseen-styles takes re-played on other bodies (lib.bodies), made on the fly: the same
+# takes as RIG_TAKES, so that the two splits differ in the body alone
 UNSEEN_RIG = "test_unseen_rig"
+RIG_TAKES = "test_unseen_styles"
 
 
 def test_splits(cfg: dict) -> tuple[str, ...]:
@@ -530,7 +532,7 @@ def load(cfg: dict, split: str, progress: bool = False) -> dict:
         if split == UNSEEN_RIG:
             from .bodies import unseen_rig
 
-            return unseen_rig(load(cfg, "test_unseen_motions", progress))
+            return unseen_rig(load(cfg, RIG_TAKES, progress))
         if split not in SPLITS:
             raise DataError(f"unknown BNMD-17 split {split!r}; choose one of "
                             f"{(*SPLITS, UNSEEN_RIG)}")

@@ -34,8 +34,11 @@ from pathlib import Path
 
 from . import data as D
 from .book import (
+    ABLATION,
+    KNOWN,
     MODELS,
     OURS,
+    SEED_MODELS,
     VARIANTS,
     ensure_trained,
     evaluation,
@@ -64,9 +67,9 @@ def check(profile: str, models, seeds: int) -> None:
     """Stop before any training when the study cannot be done as asked."""
     if seeds < 1:
         raise StudyError(f"a study needs at least 1 seed, got {seeds}")
-    unknown = [m for m in models if m not in MODELS]
+    unknown = [m for m in models if m not in KNOWN]
     if unknown:
-        raise StudyError(f"unknown model(s) {unknown}; known: {sorted(MODELS)}")
+        raise StudyError(f"unknown model(s) {unknown}; known: {sorted(KNOWN)}")
     if not models:
         raise StudyError("a study needs at least one model")
     params_path(profile)  # a clear error for an unknown profile
@@ -126,7 +129,7 @@ def book_results(profile: str, seeds: int) -> dict:
     seeds :func:`lib.book.seed_plan` gives it (``seeds`` for the seed models), in the
     :func:`run_study` layout (``seeds`` there: those of the seed models), with
     ``seeds_per_model`` and ``labels``. Written as ``_build/results-<profile>.json``."""
-    from .book import LABELS, SEED_MODELS, seed_plan
+    from .book import LABELS, seed_plan
 
     plan = seed_plan(seeds)
     res = run_study(profile, list(SEED_MODELS), seeds, progress=False)
@@ -197,9 +200,9 @@ def train_seconds(run: Path) -> float:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lib.study", description=__doc__.split("\n")[0])
     p.add_argument("--params", default="default", help="profile name or params/<name>.yaml")
-    p.add_argument("--models", nargs="+", default=["ours", "ours_noise", "ours_hinge",
-                                                   "ours_base", "vae_gan", "supervised"],
-                   help=f"models to study, of {sorted(MODELS)}")
+    p.add_argument("--models", nargs="+", default=[*SEED_MODELS, *ABLATION],
+                   help=f"models to study, of {sorted(KNOWN)} (default: the results "
+                        f"chapter's seed models and ablation)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (default 3)")
     p.add_argument("--out", help="JSON file (default _build/study-<profile>.json)")
     p.add_argument("--select", action="store_true",

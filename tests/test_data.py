@@ -472,3 +472,17 @@ def test_lib_data_validates_an_existing_cache(tmp_path, capsys, damage, expected
     assert expected in message and "--rebuild" in message
     data.main([*args, "--rebuild"])  # and the advice works
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cache"] == str(out)
+
+
+def test_the_unseen_rig_re_plays_the_unseen_styles_takes(built):
+    from lib.config import make_config
+    from lib.data import RIG_TAKES, UNSEEN_RIG, load
+
+    cfg = make_config({"source": str(built["source"]), "cache": str(built["cache"]),
+                       "frame_step": 2})
+    rig, same = load(cfg, UNSEEN_RIG), built["splits"][RIG_TAKES]
+    assert RIG_TAKES == "test_unseen_styles"  # the rig target compares with this split
+    for key in ("take", "frame", "camera", "action"):
+        np.testing.assert_array_equal(rig[key], same[key])
+    assert not np.allclose(rig["pose2d"], same["pose2d"])  # other bodies, other 2D
+    np.testing.assert_allclose(rig["pose3d"][:, 0], same["pose3d"][:, 0], atol=1e-3)  # pelvis

@@ -390,6 +390,17 @@ def test_a_variant_evaluates_its_models_runs_and_is_no_training_job():
     assert {k for k in a if a[k] != b[k]} == {"flip_test"}  # nothing that trains differs
 
 
+def test_levers_tried_and_not_kept_train_on_request_but_not_in_the_book():
+    from lib.book import LABELS, MODELS, TRIED, model_config, seed_plan
+
+    assert set(TRIED).isdisjoint(MODELS) and set(TRIED).isdisjoint(seed_plan(3))
+    base = model_config("quick", "ours")
+    for name in TRIED:
+        cfg = model_config("quick", name)
+        assert {k for k in cfg if cfg[k] != base[k]} == {"lambda_sym"} and name in LABELS
+    check("quick", ["ours", *TRIED], 2)  # a study accepts them
+
+
 def test_other_bodies_need_the_camera_of_each_pose(tmp_path):
     from lib.config import ConfigError
 
