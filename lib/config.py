@@ -72,6 +72,9 @@ DEFAULTS = {
     "azim_max": 180.0,
     "elev_min": 0.0,
     "elev_max": 0.0,
+    # the axis novel views turn about: "camera" (the camera's vertical y, the thesis) or "up"
+    # (the world's vertical, estimated from each batch's lifted poses: geometry.up_direction)
+    "view_axis": "camera",
     # mirror-aware prior (issue 5): weight of the anatomical hinge loss, 0 = the thesis
     "lambda_hinge": 0.0,
     # levers of the unsupervised lifter "ours" (issue 12); the defaults are the thesis's
@@ -144,6 +147,8 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
         raise ConfigError(f"lr must be positive, got {cfg['lr']!r}")
     if cfg["noise_on"] not in ("real", "both"):
         raise ConfigError(f"noise_on must be 'real' or 'both', got {cfg['noise_on']!r}")
+    if cfg["view_axis"] not in ("camera", "up"):
+        raise ConfigError(f"view_axis must be 'camera' or 'up', got {cfg['view_axis']!r}")
     if cfg["disc_features"] not in ("pose", "kcs"):
         raise ConfigError(f"disc_features must be 'pose' or 'kcs', got {cfg['disc_features']!r}")
     if not 0 <= cfg["ema"] < 1:

@@ -97,30 +97,50 @@ def evaluate_run(run, split: str, ks=(1, 5, 10, 20, 50), missing=(0, 1, 2),
 
 
 def realism_test(run, n: int = 20000, steps: int = 800, seed: int = 0,
-                 device: str = "auto", train: dict | None = None) -> dict:
+                 device: str = "auto", train: dict | None = None, axis: str = "up") -> dict:
     """A 2D-only quality score of a trained lifter: can a fresh critic tell its novel views
     from real 2D poses? (a classifier two-sample test; no 3D ground truth involved).
 
-    Training-split 2D poses are lifted, rotated about the vertical by a uniform random
-    azimuth and projected; a new discriminator (never seen by the lifter) learns real
-    against novel on 80% of them and is scored on the other 20%. ``accuracy`` near 50%
-    means the novel views are indistinguishable from real poses, i.e. the 3D is plausible
-    from every side; higher means the critic found a tell. This is the criterion used to
-    choose between unsupervised variants. ``train`` replaces the run's training split.
-    """
-    from .geometry import project, random_rotation_y
-    from .models import Discriminator
+    Training-split 2D poses are lifted, turned by a uniform random azimuth and projected; a
+    new discriminator (never seen by the lifter) learns real against novel on 80% of them
+    and is scored on the other 20% (:func:`critic_test`). ``accuracy`` near 50% means the
+    novel views are indistinguishable from real poses, i.e. the 3D is plausible from every
+    side; higher means the critic found a tell. This is the criterion used to choose between
+    unsupervised variants. ``train`` replaces the run's training split.
 
+    ``axis`` is what the poses turn about: ``"up"``, the world's vertical estimated from the
+    lifted poses themselves (``geometry.up_direction``), or ``"camera"``, the camera's
+    vertical, the test's first version: a view from behind then comes from below, since the
+    rig's cameras look down, a tell that true 3D has too (:func:`critic_test` on true 3D
+    scores it worse than a trained lifter).
+    """
     lifter, norm, cfg = load_run(run, device)
     dev = next(lifter.parameters()).device
-    gen = torch.Generator(dev).manual_seed(seed)
     train = D.subset(train if train is not None else D.load(cfg, "train"), 2 * n, seed=seed)
     n = len(train["pose2d"]) // 2
     x = torch.as_tensor(norm.pose2d(train["pose2d"]), device=dev)
-    real, lifted = x[:n], x[n:2 * n]
     with torch.no_grad():
-        pose3d = lift_all(lifter, lifted)
-        novel = project(random_rotation_y(pose3d, generator=gen)).flatten(1)
+        pose3d = lift_all(lifter, x[n:2 * n])
+    return critic_test(x[:n], pose3d, axis, steps, seed)
+
+
+def critic_test(real: torch.Tensor, pose3d: torch.Tensor, axis: str = "up",
+                steps: int = 800, seed: int = 0) -> dict:
+    """The realism test's critic on given poses: real network-space 2D (N, 32) against the
+    novel views of network-space 3D (M, 48) turned about ``axis`` (see :func:`realism_test`).
+    Given the true 3D of other poses, it says what the test's best possible score is."""
+    from .geometry import project, random_rotation_up, random_rotation_y, up_direction
+    from .models import Discriminator
+
+    dev = real.device
+    gen = torch.Generator(dev).manual_seed(seed)
+    with torch.no_grad():
+        if axis == "up":
+            novel = project(random_rotation_up(pose3d, up_direction(pose3d), gen)).flatten(1)
+        elif axis == "camera":
+            novel = project(random_rotation_y(pose3d, generator=gen)).flatten(1)
+        else:
+            raise ValueError(f"axis must be 'camera' or 'up', got {axis!r}")
     data = torch.cat([real, novel])
     labels = torch.cat([torch.ones(len(real)), torch.zeros(len(novel))]).to(dev)
     order = torch.randperm(len(data), generator=gen, device=dev)

@@ -128,6 +128,49 @@ def random_rotation_y(pose3d: torch.Tensor, angles: torch.Tensor | None = None,
     return (rotated, rot) if return_matrix else rotated
 
 
+UP_JOINT = 7  # the thorax among the 16 non-root joints: pelvis -> thorax is the trunk
+
+
+def up_direction(pose3d: torch.Tensor) -> torch.Tensor:
+    """The direction of the world's vertical in the camera frame, estimated from lifted poses:
+    the mean over the batch of the unit pelvis -> thorax vectors, normalised. (B, 16, 3) or
+    (B, 48) -> (3,).
+
+    A trunk leans forwards or sideways in the body's own frame; over many bodies facing every
+    way those leans cancel, and what remains is the vertical, tilted by the camera's
+    elevation (for a camera looking down, about (0, -cos e, -sin e); y points down the image).
+    It is computed from the lifter's own 3D, so from 2D alone.
+    """
+    trunk = as_joints(pose3d, 3)[:, UP_JOINT]
+    mean = (trunk / trunk.norm(dim=-1, keepdim=True).clamp_min(1e-8)).mean(0)
+    return mean / mean.norm().clamp_min(1e-8)
+
+
+def rotation_about(axis: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) rotations by ``angles`` (B,) radians about the unit ``axis`` (3,) (Rodrigues:
+    ``R = I + sin a K + (1 - cos a) K^2``, K the cross-product matrix of the axis). About
+    (0, 1, 0) it equals :func:`rotation_matrices` without elevation."""
+    x, y, z = axis.unbind(-1)
+    zero = torch.zeros_like(x)
+    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero]).reshape(3, 3)
+    s, c = torch.sin(angles)[:, None, None], torch.cos(angles)[:, None, None]
+    eye = torch.eye(3, dtype=axis.dtype, device=axis.device)
+    return eye + s * k + (1 - c) * (k @ k)
+
+
+def random_rotation_up(pose3d: torch.Tensor, up: torch.Tensor,
+                       generator: torch.Generator | None = None, min_deg: float = -180.0,
+                       max_deg: float = 180.0, return_matrix: bool = False):
+    """Like :func:`random_rotation_y`, but about the axis ``up`` (3,) through the root (the
+    world's vertical, :func:`up_direction`), so that every novel view is seen from the
+    camera's own elevation: a view from behind is not seen from below."""
+    p = as_joints(pose3d, 3)
+    angles = _uniform(p.shape[0], min_deg, max_deg, p, generator)
+    rot = rotation_about(up.to(p), angles)
+    rotated = (p @ rot.transpose(-1, -2)).reshape(pose3d.shape)
+    return (rotated, rot) if return_matrix else rotated
+
+
 
 def chain_length(pose):
     """Length of head-neck + neck-thorax + thorax-pelvis, per pose: (..., 17, D) -> (...);

@@ -37,7 +37,7 @@ from .book import (
     ABLATION,
     KNOWN,
     MODELS,
-    OURS,
+    OURS_CAMERA,
     SEED_MODELS,
     VARIANTS,
     ensure_trained,
@@ -153,8 +153,9 @@ def results_path(profile: str) -> Path:
 # the knee-hinge prior, for a failure the realism test cannot see (a pose and its depth
 # mirror look alike from every side), by the 2D-only knee check
 # (lib.runs.Run.backward_knees); the instance noise on novel views, by the realism test;
-# and the other bodies (issue 11), with its share of the batch (0.5) fixed beforehand.
-_BASE = {**OURS, "lambda_hinge": 0.0, "noise_on": "real", "body_augment": 0.0}
+# the other bodies (issue 11), with its share of the batch (0.5) fixed beforehand; and novel
+# views about the world's vertical, by the realism test turning about that vertical.
+_BASE = {**OURS_CAMERA, "lambda_hinge": 0.0, "noise_on": "real", "body_augment": 0.0}
 CANDIDATES = {
     "det_gan": {"mode": "det_gan"},
     "depth": {"mode": "det_gan", "depth_only": True},
@@ -168,7 +169,8 @@ SELECT_BUDGET = {"train_size": 80000, "epochs": 8}
 def select(profile: str, candidates=CANDIDATES, budget=SELECT_BUDGET) -> dict:
     """Train each candidate briefly (``runs/<profile>/select/<name>``) and score it with
     the 2D-only realism test; {name: {"critic_accuracy", "critic_bce"}}, lower is better.
-    No 3D ground truth is read."""
+    No 3D ground truth is read. The test turns views about the camera's vertical, as it did
+    when this comparison chose ours' first version."""
     from .evaluate import realism_test
 
     params = load_params(params_path(profile))
@@ -178,16 +180,19 @@ def select(profile: str, candidates=CANDIDATES, budget=SELECT_BUDGET) -> dict:
               file=sys.stderr, flush=True)
         cfg = make_config(params, {**overrides, **budget})
         out[name] = realism_test(ensure_trained(cfg, REPO / "runs" / profile_name(profile)
-                                                / "select" / name))
+                                                / "select" / name), axis="camera")
     return out
 
 
-def realism(run: Path) -> float:
-    """The 2D-only realism test's critic accuracy (%) of a run (``lib.evaluate.realism_test``),
-    cached beside it in ``realism.json`` until the checkpoint changes."""
+def realism(run: Path, axis: str = "up") -> float:
+    """The 2D-only realism test's critic accuracy (%) of a run (``lib.evaluate.realism_test``
+    with novel views about ``axis``), cached beside it in ``realism-up.json`` (the world's
+    vertical) or ``realism.json`` (the camera's, the test's first version) until the
+    checkpoint changes."""
     from .evaluate import realism_test
 
-    return Run(run).cached("realism.json", lambda: realism_test(run))["critic_accuracy"]
+    name = "realism.json" if axis == "camera" else f"realism-{axis}.json"
+    return Run(run).cached(name, lambda: realism_test(run, axis=axis))["critic_accuracy"]
 
 
 def train_seconds(run: Path) -> float:

@@ -39,7 +39,9 @@ from .geometry import (
     project,
     random_flip,
     random_missing_mask,
+    random_rotation_up,
     random_rotation_y,
+    up_direction,
 )
 from .losses import (
     beta_schedule,
@@ -132,6 +134,10 @@ class Trainer:
     def _novel_views(self, pose3d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(novel 2D views (B, 32), the rotations (B, 3, 3) that made them)."""
         c = self.cfg
+        if c["view_axis"] == "up":  # about the vertical estimated from this batch's 3D
+            rotated, rot = random_rotation_up(pose3d, up_direction(pose3d.detach()), self.gen,
+                                              c["azim_min"], c["azim_max"], return_matrix=True)
+            return project(rotated).flatten(1), rot
         rotated, rot = random_rotation_y(pose3d, generator=self.gen, min_deg=c["azim_min"],
                                          max_deg=c["azim_max"], elev_min_deg=c["elev_min"],
                                          elev_max_deg=c["elev_max"], return_matrix=True)

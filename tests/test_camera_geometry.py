@@ -15,6 +15,10 @@ from lib.geometry import (
     missing_mask,
     random_flip,
     random_missing_mask,
+    random_rotation_up,
+    rotation_about,
+    rotation_matrices,
+    up_direction,
 )
 from lib.priors import backward_knee_rate, facing, hinge_loss, knee_flexion
 from lib.skeleton import FLIP, JOINTS, LEFT, LIMB_JOINTS, RIGHT
@@ -286,3 +290,52 @@ def test_knee_flexion_sign_and_hinge():
     both = torch.cat([pose, mirrored, pose, pose])
     assert backward_knee_rate(both).item() == pytest.approx(0.25)
     assert hinge_loss(both).item() == pytest.approx(30.0 / 4)
+
+
+def _tilt(pose: np.ndarray, deg: float) -> np.ndarray:
+    """A camera looking down by ``deg``: world points seen rotated about the x axis."""
+    e = np.radians(deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(e), -np.sin(e)], [0, np.sin(e), np.cos(e)]])
+    return pose @ rx.T
+
+
+def test_rotation_about_the_y_axis_is_the_thesis_rotation_and_keeps_the_axis_fixed():
+    angles = torch.tensor([0.0, 0.5, -2.0, np.pi])
+    y = torch.tensor([0.0, 1.0, 0.0])
+    assert torch.allclose(rotation_about(y, angles), rotation_matrices(angles), atol=1e-6)
+    axis = torch.tensor([0.0, -0.99, -0.14])
+    axis = axis / axis.norm()
+    rot = rotation_about(axis, angles)
+    assert torch.allclose(rot @ rot.transpose(-1, -2), torch.eye(3).expand(4, 3, 3), atol=1e-6)
+    assert torch.allclose(rot @ axis, axis.expand(4, 3), atol=1e-6)
+    # a half turn about a tilted axis is not the half turn about y (the thesis's back view)
+    assert not torch.allclose(rot[3], rotation_matrices(angles[3:])[0], atol=1e-2)
+
+
+def test_up_direction_recovers_the_cameras_elevation_from_bodies_facing_every_way():
+    # a forward-leaning trunk (thorax 100 mm ahead of the pelvis) facing 8 ways, seen by a
+    # camera looking down by 8 degrees: the leans cancel and the tilt remains
+    body = STANDING.astype(float).copy()
+    body[8] += [0, 0, -100]
+    turns = [rotation_matrices(torch.tensor([a])).numpy()[0] for a in np.linspace(0, 2 * np.pi, 9)[:-1]]
+    poses = np.stack([_tilt(body @ r.T, 8.0) for r in turns])[:, 1:]
+    up = up_direction(torch.as_tensor(poses, dtype=torch.float32))
+    e = np.radians(8.0)
+    assert torch.allclose(up, torch.tensor([0.0, -np.cos(e), -np.sin(e)], dtype=torch.float32),
+                          atol=1e-5)
+
+
+def test_views_about_the_up_axis_keep_the_cameras_elevation():
+    # an upright body seen from a camera 8 degrees up: turned about the estimated vertical,
+    # every view is the same body seen from 8 degrees up (the head stays as far above the
+    # pelvis in the image); about the camera's y axis a back view is seen from below
+    pose = torch.as_tensor(_tilt(STANDING.astype(float), 8.0)[None, 1:].repeat(64, 0),
+                           dtype=torch.float32)
+    up = up_direction(pose)
+    gen = torch.Generator().manual_seed(0)
+    turned = random_rotation_up(pose, up, gen)
+    head = 9  # the head among the 16 non-root joints
+    assert torch.allclose(turned @ up, pose @ up, atol=1e-4)  # heights above the pelvis kept
+    assert torch.allclose(turned[:, head].norm(dim=-1), pose[:, head].norm(dim=-1), atol=1e-3)
+    back = pose @ rotation_matrices(torch.tensor([np.pi]))[0].T
+    assert not torch.allclose(back @ up, pose @ up, atol=1.0)
