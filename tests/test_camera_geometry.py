@@ -317,7 +317,8 @@ def test_up_direction_recovers_the_cameras_elevation_from_bodies_facing_every_wa
     # camera looking down by 8 degrees: the leans cancel and the tilt remains
     body = STANDING.astype(float).copy()
     body[8] += [0, 0, -100]
-    turns = [rotation_matrices(torch.tensor([a])).numpy()[0] for a in np.linspace(0, 2 * np.pi, 9)[:-1]]
+    azimuths = torch.linspace(0, 2 * np.pi, 9)[:-1]
+    turns = rotation_matrices(azimuths).double().numpy()
     poses = np.stack([_tilt(body @ r.T, 8.0) for r in turns])[:, 1:]
     up = up_direction(torch.as_tensor(poses, dtype=torch.float32))
     e = np.radians(8.0)
