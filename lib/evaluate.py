@@ -163,6 +163,31 @@ def critic_test(real: torch.Tensor, pose3d: torch.Tensor, axis: str = "up",
     return {"critic_accuracy": 100 * float(acc), "critic_bce": float(bce)}
 
 
+def realism_of_truth(train: dict, norm, n: int = 20000, seed: int = 0, axis: str = "up",
+                     steps: int = 800) -> dict:
+    """The realism test given the *true* 3D of training poses instead of a lifter's: what
+    the test scores a perfect lifter, hence how low it can go and whether it penalises true
+    3D. It reads 3D ground truth, so it checks the instrument and never judges a model.
+
+    Half of ``2 n`` training poses give the real 2D, the other half their true 3D in network
+    space, scaled so that its projection has the 2D inputs' mean size (as a lifter's would,
+    which reprojects onto its input); then :func:`critic_test` as in :func:`realism_test`.
+    """
+    from .geometry import chain_length, project
+
+    train = D.subset(train, 2 * n, seed=seed)
+    n = len(train["pose2d"]) // 2
+    x = torch.as_tensor(norm.pose2d(train["pose2d"]))
+    y = torch.as_tensor(norm.pose3d(train["pose3d"]))[n:2 * n]
+
+    def size(flat2d):  # mean 2D chain length of network-space poses, the root at the origin
+        joints = flat2d.unflatten(-1, (16, 2))
+        return chain_length(torch.cat([torch.zeros_like(joints[:, :1]), joints], 1)).mean()
+
+    y = y * (size(x[n:2 * n]) / size(project(y).flatten(1)))
+    return critic_test(x[:n], y, axis, steps, seed)
+
+
 def trivial_baselines(train: dict, test: dict) -> dict:
     """The two reference points every lifter must beat, in the same metrics.
 

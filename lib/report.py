@@ -252,6 +252,28 @@ def seed_checks(study: dict, model: str, label: str, split: str = "test_unseen_s
                "in another order than their 3D error."))
 
 
+def realism_check(truth: dict, study: dict, model: str = "ours") -> str:
+    """What the realism test gives true 3D (``truth``: {"up" | "camera": critic accuracy %},
+    ``lib.evaluate.realism_of_truth``) beside ``model``'s score over seeds, and what that
+    says about the two axes the test can turn the poses about."""
+    up, cam = truth["up"], truth["camera"]
+    worse = cam > up
+    text = (f"Given the true 3D of training poses in place of a lifter's, the realism test's "
+            f"critic scores {up:.1f}% when the poses turn about the world's vertical and "
+            f"{cam:.1f}% when they turn about the camera's. ")
+    text += ("Turning about the camera's vertical thus gives true 3D a tell of its own (views "
+             "from below), and that test would prefer a lifter that compensates for it; "
+             if worse else "Turning about the camera's vertical does not penalise true 3D "
+             "here; ")
+    critic = study.get("critic_accuracy", {}).get(model)
+    if critic:
+        gap = critic["mean"] - up
+        text += (f"about the world's vertical, {model} scores {mean_std(critic)}% over "
+                 f"{len(critic['values'])} seeds, {abs(gap):.1f} points "
+                 f"{'above' if gap >= 0 else 'below'} what true 3D scores.")
+    return text
+
+
 def best_hypothesis(curves: dict, k: int = 10) -> str:
     """The best-hypothesis chapter's conclusion. ``curves``: {(split, label): {K: best-of-K
     PA-MPJPE, ..., "mean code": PA-MPJPE of the mean-code prediction}}."""

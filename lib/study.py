@@ -17,9 +17,9 @@ run) and writes one JSON file::
 
 ``backward_knees`` is the percentage of training 2D poses whose lift bends a knee backwards
 (``lib.runs.Run.backward_knees``), and ``critic_accuracy`` (for the depth-only lifters: ours
-and its ablations) the
-2D-only realism test's held-out accuracy (``lib.evaluate.realism_test``, lower is more
-plausible): both read no 3D, so they may judge unsupervised models.
+and its ablations) the 2D-only realism test's held-out accuracy (``lib.evaluate.realism_test``
+with novel views about the world's vertical, lower is more plausible): both read no 3D, so
+they may judge unsupervised models.
 
 The standard deviation is the sample standard deviation over seeds (0 for one seed). The
 book reads this file; nothing in it is chosen by looking at the test error.

@@ -340,3 +340,18 @@ def test_views_about_the_up_axis_keep_the_cameras_elevation():
     assert torch.allclose(turned[:, head].norm(dim=-1), pose[:, head].norm(dim=-1), atol=1e-3)
     back = pose @ rotation_matrices(torch.tensor([np.pi]))[0].T
     assert not torch.allclose(back @ up, pose @ up, atol=1.0)
+
+
+def test_the_depth_mirror_shows_about_a_tilted_vertical_and_not_about_y():
+    """The method chapter's identity M R_u(a) M = R_Mu(-a): about y (which the depth mirror
+    M fixes) the mirror's views are the pose's views at -a; about a tilted vertical they are
+    views about another axis, not among the pose's own."""
+    e = np.radians(7.6)
+    u = torch.tensor([0.0, -np.cos(e), -np.sin(e)], dtype=torch.float32)
+    m = torch.diag(torch.tensor([1.0, 1.0, -1.0]))
+    a = torch.linspace(-3.0, 3.0, 7)
+    y = torch.tensor([0.0, 1.0, 0.0])
+    assert torch.allclose(m @ rotation_about(y, a) @ m, rotation_about(y, -a), atol=1e-6)
+    assert torch.allclose(m @ rotation_about(u, a) @ m, rotation_about(m @ u, -a), atol=1e-6)
+    assert not torch.allclose(m @ rotation_about(u, a[:1]) @ m, rotation_about(u, -a[:1]),
+                              atol=1e-2)

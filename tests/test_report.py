@@ -262,3 +262,14 @@ def test_rig_context_compares_the_same_takes_on_two_bodies():
     assert "from 48.0 mm (BNMD-17's body) to 60.0 mm (the other bodies), 1.25 times" in text
     assert "from 66.0 to 82.5 mm, 1.25 times" in text
     assert rig_context({**s, "splits": ["test_unseen_rig"]}) == ""
+
+
+def test_realism_check_says_which_axis_penalises_true_3d():
+    from lib.report import realism_check
+
+    study = {"critic_accuracy": {"ours": {"mean": 83.0, "std": 1.0, "values": [82.0, 84.0]}}}
+    text = realism_check({"up": 77.3, "camera": 90.5}, study)
+    assert "77.3% when the poses turn about the world's vertical" in text
+    assert "90.5% when they turn about the camera's" in text and "tell of its own" in text
+    assert "ours scores 83.0 ± 1.0% over 2 seeds, 5.7 points above" in text
+    assert "does not penalise" in realism_check({"up": 80.0, "camera": 79.0}, {})
