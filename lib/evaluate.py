@@ -128,7 +128,8 @@ def critic_test(real: torch.Tensor, pose3d: torch.Tensor, axis: str = "up",
                 steps: int = 800, seed: int = 0) -> dict:
     """The realism test's critic on given poses: real network-space 2D (N, 32) against the
     novel views of network-space 3D (M, 48) turned about ``axis`` (see :func:`realism_test`).
-    Given the true 3D of other poses, it says what the test's best possible score is."""
+    Given the true 3D of other poses, it says what the test scores a perfect lifter
+    (:func:`realism_of_truth`)."""
     from .geometry import project, random_rotation_up, random_rotation_y, up_direction
     from .models import Discriminator
 

@@ -131,7 +131,7 @@ def random_rotation_y(pose3d: torch.Tensor, angles: torch.Tensor | None = None,
 UP_JOINT = 7  # the thorax among the 16 non-root joints: pelvis -> thorax is the trunk
 
 
-def up_direction(pose3d: torch.Tensor) -> torch.Tensor:
+def up_direction(pose3d: torch.Tensor, reduce=None) -> torch.Tensor:
     """The direction of the world's vertical in the camera frame, estimated from lifted poses:
     the mean over the batch of the unit pelvis -> thorax vectors, normalised. (B, 16, 3) or
     (B, 48) -> (3,).
@@ -139,10 +139,14 @@ def up_direction(pose3d: torch.Tensor) -> torch.Tensor:
     A trunk leans forwards or sideways in the body's own frame; over many bodies facing every
     way those leans cancel, and what remains is the vertical, tilted by the camera's
     elevation (for a camera looking down, about (0, -cos e, -sin e); y points down the image).
-    It is computed from the lifter's own 3D, so from 2D alone.
+    It is computed from the lifter's own 3D, so from 2D alone. ``reduce``, if given, maps the
+    mean of this batch's unit vectors to that of the whole batch before normalising (with
+    several ranks, each holding an equal shard: ``distributed.mean_over_ranks``).
     """
     trunk = as_joints(pose3d, 3)[:, UP_JOINT]
     mean = (trunk / trunk.norm(dim=-1, keepdim=True).clamp_min(1e-8)).mean(0)
+    if reduce is not None:
+        mean = reduce(mean)
     return mean / mean.norm().clamp_min(1e-8)
 
 

@@ -230,6 +230,11 @@ def ablation(study: dict, model: str, without: str, lever: str) -> str:
         ca, cb = on_seeds(critic[without], n), on_seeds(critic[model], n)
         text += (f" The 2D-only realism test's critic accuracy goes from {mean_std(ca)}% to "
                  f"{mean_std(cb)}% (lower: novel views harder to tell from real 2D).")
+    camera = study.get("critic_accuracy_camera", {})
+    if model in camera and without in camera:
+        ca, cb = on_seeds(camera[without], n), on_seeds(camera[model], n)
+        text += (f" With the test's poses turned about the camera's vertical instead (its "
+                 f"first version), it goes from {mean_std(ca)}% to {mean_std(cb)}%.")
     return text
 
 
@@ -252,23 +257,31 @@ def seed_checks(study: dict, model: str, label: str, split: str = "test_unseen_s
                "in another order than their 3D error."))
 
 
+# how far one run's realism-test score moves between critic seeds (seeds 0-2 of the critic on
+# the default profile's ours runs: up to 8 points); a difference below it is not read
+CRITIC_SPREAD = 5.0
+
+
 def realism_check(truth: dict, study: dict, model: str = "ours") -> str:
     """What the realism test gives true 3D (``truth``: {"up" | "camera": critic accuracy %},
     ``lib.evaluate.realism_of_truth``) beside ``model``'s score over seeds, and what that
     says about the two axes the test can turn the poses about."""
     up, cam = truth["up"], truth["camera"]
-    worse = cam > up
     text = (f"Given the true 3D of training poses in place of a lifter's, the realism test's "
             f"critic scores {up:.1f}% when the poses turn about the world's vertical and "
-            f"{cam:.1f}% when they turn about the camera's. ")
-    text += ("Turning about the camera's vertical thus gives true 3D a tell of its own (views "
-             "from below), and that test would prefer a lifter that compensates for it; "
-             if worse else "Turning about the camera's vertical does not penalise true 3D "
-             "here; ")
+            f"{cam:.1f}% when they turn about the camera's.")
+    if cam - up > CRITIC_SPREAD:
+        text += (" Turning about the camera's vertical thus gives true 3D a tell of its own "
+                 "(views from below), and that test would prefer a lifter that bends its "
+                 "poses to hide it.")
+    else:
+        text += (f" The two differ by no more than the critic's own spread from one seed to "
+                 f"the next (about {CRITIC_SPREAD:.0f} points), so this check cannot tell the "
+                 f"axes apart.")
     critic = study.get("critic_accuracy", {}).get(model)
     if critic:
         gap = critic["mean"] - up
-        text += (f"about the world's vertical, {model} scores {mean_std(critic)}% over "
+        text += (f" About the world's vertical, {model} scores {mean_std(critic)}% over "
                  f"{len(critic['values'])} seeds, {abs(gap):.1f} points "
                  f"{'above' if gap >= 0 else 'below'} what true 3D scores.")
     return text

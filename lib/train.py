@@ -134,8 +134,9 @@ class Trainer:
     def _novel_views(self, pose3d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(novel 2D views (B, 32), the rotations (B, 3, 3) that made them)."""
         c = self.cfg
-        if c["view_axis"] == "up":  # about the vertical estimated from this batch's 3D
-            rotated, rot = random_rotation_up(pose3d, up_direction(pose3d.detach()), self.gen,
+        if c["view_axis"] == "up":  # about the vertical estimated from the whole batch's 3D
+            up = up_direction(pose3d.detach(), dist.mean_over_ranks)
+            rotated, rot = random_rotation_up(pose3d, up, self.gen,
                                               c["azim_min"], c["azim_max"], return_matrix=True)
             return project(rotated).flatten(1), rot
         rotated, rot = random_rotation_y(pose3d, generator=self.gen, min_deg=c["azim_min"],

@@ -16,7 +16,8 @@ TESTS = Path(__file__).resolve().parent
 # view), so that 2 ranks and 1 process must agree up to float rounding
 DETERMINISTIC = {**TINY, "mode": "det_gan", "epochs": 3, "batch_size": 512, "dropout": 0.0,
                  "disc_dropout": 0.0, "flip_p": 0.0, "real_noise": 0.0, "real_label_low": 1.0,
-                 "azim_min": 90.0, "azim_max": 90.0}
+                 "azim_min": 90.0, "azim_max": 90.0,
+                 "view_axis": "up"}  # about the vertical of the whole batch, not the rank's
 # the usual randomness: ranks draw their own augmentations
 RANDOM = {**TINY, "mode": "vae_gan", "epochs": 4, "batch_size": 512}
 
