@@ -81,6 +81,7 @@ DEFAULTS = {
     "depth_only": False,  # predict per-joint depth only; x, y come from the 2D input
     "lambda_cycle": 0.0,  # lift -> rotate -> project -> lift again -> rotate back consistency
     "lambda_sym": 0.0,  # left/right bone-length symmetry prior
+    "lambda_tilt": 0.0,  # cameras look down: the batch's vertical must not tilt away from them
     "ema": 0.0,  # decay of an exponential moving average of the lifter's weights, 0 = none
     "lr_schedule": "constant",  # "constant" or "cosine" (decays to 0 at the last epoch)
     # after training, pick the depth sign whose knees bend forwards on training 2D poses

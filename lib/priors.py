@@ -41,6 +41,16 @@ def symmetry_loss(pose: torch.Tensor) -> torch.Tensor:
     return torch.stack(terms, -1).mean()
 
 
+def downward_tilt_loss(pose: torch.Tensor) -> torch.Tensor:
+    """relu(-sin t) of the batch's estimated vertical (``geometry.up_direction``, with its
+    gradient), t its tilt towards the camera: zero while the batch's trunks, on average, lean
+    towards the camera, as they do for cameras that look down on the subject; positive when
+    the lifted world as a whole tilts the other way, as if seen from below."""
+    from .geometry import up_direction
+
+    return torch.relu(up_direction(pose)[2])
+
+
 def facing(pose: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:
     """Unit facing direction (B, 3): (l_hip - r_hip) x up, up = -y (camera y points down)."""
     p = as_joints(pose, 3)

@@ -55,7 +55,7 @@ from .losses import (
 )
 from .metrics import pa_mpjpe
 from .models import build_models, predict
-from .priors import hinge_loss, symmetry_loss
+from .priors import downward_tilt_loss, hinge_loss, symmetry_loss
 from .runs import Run, RunError, config_differences, read_checkpoint
 
 # --------------------------------------------------------------------------------------
@@ -195,6 +195,7 @@ class Trainer:
                 adv = generator_adversarial_loss(self.disc(novel_seen).float())
             hinge = hinge_loss(pose3d) if c["lambda_hinge"] > 0 else zero
             sym = symmetry_loss(pose3d) if c["lambda_sym"] > 0 else zero
+            tilt = downward_tilt_loss(pose3d) if c["lambda_tilt"] > 0 else zero
             cyc = zero
             if c["lambda_cycle"] > 0:  # lift the novel view again and rotate it back
                 relifted = self.lifter(novel, sample=False)[0].float()
@@ -202,14 +203,17 @@ class Trainer:
                 cyc = cyc3d + cyc2d
             loss = (c["lambda_recon"] * proj + beta * kld + c["lambda_disc"] * adv
                     + c["lambda_hinge"] * hinge + c["lambda_sym"] * sym
+                    + c["lambda_tilt"] * tilt
                     + c["lambda_cycle"] * cyc)
         self._update(self.opt, self.lifter, loss, c["clip_vae_norm"], c["clip_vae_value"])
         if self.ema is not None:
             self._update_ema()
         if self.disc is not None:
             self.disc.requires_grad_(True)
+        up = up_direction(pose3d.detach())  # the lifted world's vertical, logged as its tilt
+        tilt_deg = torch.rad2deg(torch.atan2(-up[2], -up[1]))
         return torch.stack([loss, proj, kld, adv, d_loss, d_real, d_fake, d_acc, hinge, sym,
-                            cyc]).detach()
+                            cyc, tilt, tilt_deg]).detach()
 
     @torch.no_grad()
     def _update_ema(self):
@@ -235,8 +239,10 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
         opt.step()
 
+    # tilt: the downward-tilt prior; tilt_deg: how far the batch's estimated vertical leans
+    # towards the camera (degrees; the rig's cameras look down by about 7.6)
     STATS = ("loss", "proj", "kld", "adv", "d_loss", "d_real", "d_fake", "d_acc", "hinge", "sym",
-             "cycle")
+             "cycle", "tilt", "tilt_deg")
 
     # ---- epochs ----------------------------------------------------------------------
 

@@ -355,3 +355,15 @@ def test_the_depth_mirror_shows_about_a_tilted_vertical_and_not_about_y():
     assert torch.allclose(m @ rotation_about(u, a) @ m, rotation_about(m @ u, -a), atol=1e-6)
     assert not torch.allclose(m @ rotation_about(u, a[:1]) @ m, rotation_about(u, -a[:1]),
                               atol=1e-2)
+
+
+def test_downward_tilt_prior_is_zero_for_bodies_leaning_towards_the_camera_only():
+    from lib.priors import downward_tilt_loss
+
+    down = torch.as_tensor(_tilt(STANDING.astype(float), 8.0)[None, 1:], dtype=torch.float32)
+    up = torch.as_tensor(_tilt(STANDING.astype(float), -8.0)[None, 1:], dtype=torch.float32)
+    assert float(downward_tilt_loss(down)) == 0.0  # seen from above: no penalty
+    assert float(downward_tilt_loss(up)) == pytest.approx(np.sin(np.radians(8.0)), abs=1e-4)
+    up.requires_grad_(True)
+    downward_tilt_loss(up).backward()
+    assert up.grad.abs().sum() > 0  # it pulls the lifted depths back

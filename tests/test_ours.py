@@ -395,10 +395,12 @@ def test_levers_tried_and_not_kept_train_on_request_but_not_in_the_book():
     from lib.book import LABELS, MODELS, TRIED, model_config, seed_plan
 
     assert set(TRIED).isdisjoint(MODELS) and set(TRIED).isdisjoint(seed_plan(3))
-    base = model_config("quick", "ours_camera")  # the ours they were tried on
+    tried_on = {"ours_sym0.1": "ours_camera", "ours_sym1": "ours_camera", "ours_tilt": "ours"}
+    lever = {"ours_sym0.1": "lambda_sym", "ours_sym1": "lambda_sym", "ours_tilt": "lambda_tilt"}
+    assert set(tried_on) == set(TRIED)
     for name in TRIED:
-        cfg = model_config("quick", name)
-        assert {k for k in cfg if cfg[k] != base[k]} == {"lambda_sym"} and name in LABELS
+        cfg, base = model_config("quick", name), model_config("quick", tried_on[name])
+        assert {k for k in cfg if cfg[k] != base[k]} == {lever[name]} and name in LABELS
     check("quick", ["ours_camera", *TRIED], 2)  # a study accepts them
 
 
