@@ -144,7 +144,8 @@ def book_results(profile: str, seeds: int) -> dict:
     for n in sorted({n for m, n in plan.items() if m not in SEED_MODELS}, reverse=True):
         more = run_study(profile, [m for m in MODELS if m not in SEED_MODELS and plan[m] == n],
                          n, progress=False)
-        for key in ("models", "train_seconds", "backward_knees", "critic_accuracy"):
+        for key in ("models", "train_seconds", "backward_knees", "critic_accuracy",
+                    "critic_accuracy_camera"):
             res[key].update(more[key])
     res["seeds_per_model"] = {m: plan[m] for m in res["models"]}
     res["labels"] = {m: LABELS[m] for m in res["models"]}
