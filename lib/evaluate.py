@@ -130,18 +130,13 @@ def critic_test(real: torch.Tensor, pose3d: torch.Tensor, axis: str = "up",
     novel views of network-space 3D (M, 48) turned about ``axis`` (see :func:`realism_test`).
     Given the true 3D of other poses, it says what the test scores a perfect lifter
     (:func:`realism_of_truth`)."""
-    from .geometry import project, random_rotation_up, random_rotation_y, up_direction
+    from .geometry import project, random_turn
     from .models import Discriminator
 
     dev = real.device
     gen = torch.Generator(dev).manual_seed(seed)
     with torch.no_grad():
-        if axis == "up":
-            novel = project(random_rotation_up(pose3d, up_direction(pose3d), gen)).flatten(1)
-        elif axis == "camera":
-            novel = project(random_rotation_y(pose3d, generator=gen)).flatten(1)
-        else:
-            raise ValueError(f"axis must be 'camera' or 'up', got {axis!r}")
+        novel = project(random_turn(pose3d, axis, gen)[0]).flatten(1)
     data = torch.cat([real, novel])
     labels = torch.cat([torch.ones(len(real)), torch.zeros(len(novel))]).to(dev)
     order = torch.randperm(len(data), generator=gen, device=dev)

@@ -175,6 +175,21 @@ def random_rotation_up(pose3d: torch.Tensor, up: torch.Tensor,
     return (rotated, rot) if return_matrix else rotated
 
 
+def random_turn(pose3d: torch.Tensor, axis: str, generator: torch.Generator | None = None,
+                up: torch.Tensor | None = None, min_deg: float = -180.0,
+                max_deg: float = 180.0, elev_min_deg: float = 0.0, elev_max_deg: float = 0.0):
+    """The novel views' rotation, one place for both axes: ``(rotated, rot)`` about
+    ``"camera"`` (:func:`random_rotation_y`, with its optional elevation) or ``"up"``
+    (:func:`random_rotation_up` about ``up``, by default :func:`up_direction` of the poses)."""
+    if axis == "up":
+        up = up_direction(pose3d.detach()) if up is None else up
+        return random_rotation_up(pose3d, up, generator, min_deg, max_deg, return_matrix=True)
+    if axis == "camera":
+        return random_rotation_y(pose3d, generator=generator, min_deg=min_deg,
+                                 max_deg=max_deg, elev_min_deg=elev_min_deg,
+                                 elev_max_deg=elev_max_deg, return_matrix=True)
+    raise ValueError(f"axis must be 'camera' or 'up', got {axis!r}")
+
 
 def chain_length(pose):
     """Length of head-neck + neck-thorax + thorax-pelvis, per pose: (..., 17, D) -> (...);

@@ -225,16 +225,15 @@ def ablation(study: dict, model: str, without: str, lever: str) -> str:
                  f"bent backwards goes from {mean_std(ka)}% to {mean_std(kb)}% (per seed: "
                  + ", ".join(f"{v:.1f}" for v in ka["values"]) + " -> "
                  + ", ".join(f"{v:.1f}" for v in kb["values"]) + ").")
-    critic = study.get("critic_accuracy", {})
-    if model in critic and without in critic:
-        ca, cb = on_seeds(critic[without], n), on_seeds(critic[model], n)
-        text += (f" The 2D-only realism test's critic accuracy goes from {mean_std(ca)}% to "
-                 f"{mean_std(cb)}% (lower: novel views harder to tell from real 2D).")
-    camera = study.get("critic_accuracy_camera", {})
-    if model in camera and without in camera:
-        ca, cb = on_seeds(camera[without], n), on_seeds(camera[model], n)
-        text += (f" With the test's poses turned about the camera's vertical instead (its "
-                 f"first version), it goes from {mean_std(ca)}% to {mean_std(cb)}%.")
+    for key, words, after in (
+            ("critic_accuracy", "The 2D-only realism test's critic accuracy goes",
+             " (lower: novel views harder to tell from real 2D)"),
+            ("critic_accuracy_camera", "With the test's poses turned about the camera's "
+             "vertical instead (its first version), it goes", "")):
+        critic = study.get(key, {})
+        if model in critic and without in critic:
+            ca, cb = on_seeds(critic[without], n), on_seeds(critic[model], n)
+            text += f" {words} from {mean_std(ca)}% to {mean_std(cb)}%{after}."
     return text
 
 

@@ -39,8 +39,7 @@ from .geometry import (
     project,
     random_flip,
     random_missing_mask,
-    random_rotation_up,
-    random_rotation_y,
+    random_turn,
     up_direction,
 )
 from .losses import (
@@ -131,17 +130,14 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16,
                               enabled=self.cfg["bf16"])
 
-    def _novel_views(self, pose3d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(novel 2D views (B, 32), the rotations (B, 3, 3) that made them)."""
+    def _novel_views(self, pose3d: torch.Tensor,
+                     up: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(novel 2D views (B, 32), the rotations (B, 3, 3) that made them); ``up`` is the
+        batch's estimated vertical, the axis when ``view_axis`` is "up" (by default that of
+        ``pose3d``)."""
         c = self.cfg
-        if c["view_axis"] == "up":  # about the vertical estimated from the whole batch's 3D
-            up = up_direction(pose3d.detach(), dist.mean_over_ranks)
-            rotated, rot = random_rotation_up(pose3d, up, self.gen,
-                                              c["azim_min"], c["azim_max"], return_matrix=True)
-            return project(rotated).flatten(1), rot
-        rotated, rot = random_rotation_y(pose3d, generator=self.gen, min_deg=c["azim_min"],
-                                         max_deg=c["azim_max"], elev_min_deg=c["elev_min"],
-                                         elev_max_deg=c["elev_max"], return_matrix=True)
+        rotated, rot = random_turn(pose3d, c["view_axis"], self.gen, up, c["azim_min"],
+                                   c["azim_max"], c["elev_min"], c["elev_max"])
         return project(rotated).flatten(1), rot
 
     def step(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -166,8 +162,12 @@ class Trainer:
         with self._autocast():
             pose3d, mu, logvar = self.lifter(x_in, sample=True, generator=self.gen)
         pose3d = pose3d.float()  # geometry (rotation, projection) stays in float32
+        # the lifted world's vertical: the novel views' axis ("up": the whole batch's, over
+        # ranks) and, as its tilt towards the camera, a logged statistic
+        up = up_direction(pose3d.detach(), dist.mean_over_ranks if c["view_axis"] == "up"
+                          else None)
         need_views = self.disc is not None or c["lambda_cycle"] > 0
-        novel, rot = self._novel_views(pose3d) if need_views else (None, None)
+        novel, rot = self._novel_views(pose3d, up) if need_views else (None, None)
         if self.disc is not None and c["noise_on"] == "both":  # instance noise on fakes too
             novel_seen = real_input_noise(novel, c["real_noise"], self.gen)
         else:
@@ -210,7 +210,6 @@ class Trainer:
             self._update_ema()
         if self.disc is not None:
             self.disc.requires_grad_(True)
-        up = up_direction(pose3d.detach())  # the lifted world's vertical, logged as its tilt
         tilt_deg = torch.rad2deg(torch.atan2(-up[2], -up[1]))
         return torch.stack([loss, proj, kld, adv, d_loss, d_real, d_fake, d_acc, hinge, sym,
                             cyc, tilt, tilt_deg]).detach()
