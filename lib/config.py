@@ -75,6 +75,9 @@ DEFAULTS = {
     # the axis novel views turn about: "camera" (the camera's vertical y, the thesis) or "up"
     # (the world's vertical, estimated from each batch's lifted poses: geometry.up_direction)
     "view_axis": "camera",
+    # with view_axis "up": the vertical the views turn about is a running average over steps
+    # of the batches' estimates, with this momentum (0 = each batch's own estimate)
+    "up_momentum": 0.0,
     # mirror-aware prior (issue 5): weight of the anatomical hinge loss, 0 = the thesis
     "lambda_hinge": 0.0,
     # levers of the unsupervised lifter "ours" (issue 12); the defaults are the thesis's
@@ -152,6 +155,8 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
         raise ConfigError(f"view_axis must be 'camera' or 'up', got {cfg['view_axis']!r}")
     if cfg["disc_features"] not in ("pose", "kcs"):
         raise ConfigError(f"disc_features must be 'pose' or 'kcs', got {cfg['disc_features']!r}")
+    if not 0 <= cfg["up_momentum"] < 1:
+        raise ConfigError(f"up_momentum must lie in [0, 1), got {cfg['up_momentum']!r}")
     if not 0 <= cfg["ema"] < 1:
         raise ConfigError(f"ema must lie in [0, 1), got {cfg['ema']!r}")
     if cfg["lr_schedule"] not in ("constant", "cosine"):

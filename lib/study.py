@@ -86,6 +86,21 @@ def check(profile: str, models, seeds: int) -> None:
             raise StudyError(f"profile {profile!r} cannot train {m!r}: {e}") from None
 
 
+def prepare(profile: str, model: str, seed: int = 0) -> None:
+    """Compute and cache what a study reads of one finished run, beside it: its evaluation on
+    every test split (and that of the variants that evaluate its runs otherwise) and, for a
+    depth-only lifter, the realism tests. The build calls it in the training worker right
+    after a training, so that these run two at a time instead of in the results chapter."""
+    variants = [v for v, base in VARIANTS.items() if base == model]
+    for m in (model, *variants):
+        for s in test_splits(profile):
+            evaluation(profile, m, s, seed=seed)
+    if model_config(profile, model)["depth_only"]:
+        realism(run_dir(profile, model, seed))
+    if model in BOTH_AXES:
+        realism(run_dir(profile, model, seed), "camera")
+
+
 def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool = True) -> dict:
     """Train (or reuse) and evaluate every (model, seed); the study's JSON-ready dict."""
     from .evaluate import baselines_for

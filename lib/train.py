@@ -122,6 +122,7 @@ class Trainer:
         if cfg["ema"] > 0:
             self.ema = copy.deepcopy(self.lifter).requires_grad_(False)
         self.ema_steps = 0
+        self.up_run = None  # the running vertical (up_momentum > 0), (3,)
         self.epoch = 0
 
     # ---- one optimisation step -------------------------------------------------------
@@ -139,6 +140,19 @@ class Trainer:
         rotated, rot = random_turn(pose3d, c["view_axis"], self.gen, up, c["azim_min"],
                                    c["azim_max"], c["elev_min"], c["elev_max"])
         return project(rotated).flatten(1), rot
+
+    def _vertical(self, pose3d: torch.Tensor) -> torch.Tensor:
+        """The lifted world's vertical (3,): this batch's estimate (over ranks, with view_axis
+        "up"), or with ``up_momentum`` m > 0 the running estimate
+        ``normalise(m * previous + (1 - m) * this batch's)``, so that one batch's lifts do not
+        swing the axis every view turns about."""
+        c = self.cfg
+        up = up_direction(pose3d, dist.mean_over_ranks if c["view_axis"] == "up" else None)
+        if c["up_momentum"] > 0:
+            m = c["up_momentum"]
+            run = up if self.up_run is None else m * self.up_run + (1 - m) * up
+            self.up_run = up = run / run.norm().clamp_min(1e-8)
+        return up
 
     def step(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         """One step on a batch; returns the statistics row (see ``STATS``) as a tensor."""
@@ -164,8 +178,7 @@ class Trainer:
         pose3d = pose3d.float()  # geometry (rotation, projection) stays in float32
         # the lifted world's vertical: the novel views' axis ("up": the whole batch's, over
         # ranks) and, as its tilt towards the camera, a logged statistic
-        up = up_direction(pose3d.detach(), dist.mean_over_ranks if c["view_axis"] == "up"
-                          else None)
+        up = self._vertical(pose3d.detach())
         need_views = self.disc is not None or c["lambda_cycle"] > 0
         novel, rot = self._novel_views(pose3d, up) if need_views else (None, None)
         if self.disc is not None and c["noise_on"] == "both":  # instance noise on fakes too
@@ -238,8 +251,9 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
         opt.step()
 
-    # tilt: the downward-tilt prior; tilt_deg: how far the batch's estimated vertical leans
-    # towards the camera (degrees; the rig's cameras look down by about 7.6)
+    # tilt: the downward-tilt prior; tilt_deg: how far the vertical the views turn about (the
+    # batch's estimate, or the running one) leans towards the camera (degrees; the rig's
+    # cameras look down by about 7.6)
     STATS = ("loss", "proj", "kld", "adv", "d_loss", "d_real", "d_fake", "d_acc", "hinge", "sym",
              "cycle", "tilt", "tilt_deg")
 
@@ -324,7 +338,7 @@ class Trainer:
             "epoch": self.epoch, "config": self.cfg, "normalizer": self.norm.to_dict(),
             "lifter": self.lifter.state_dict(), "opt": self.opt.state_dict(),
             "lifter_ema": self.ema.state_dict() if self.ema is not None else None,
-            "ema_steps": self.ema_steps,
+            "ema_steps": self.ema_steps, "up_run": self.up_run,
             "disc": self.disc.state_dict() if self.disc is not None else None,
             "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
             "device_type": self.device.type, "world_size": self.world,
@@ -350,6 +364,8 @@ class Trainer:
         if self.ema is not None:
             self.ema.load_state_dict(ckpt["lifter_ema"])
             self.ema_steps = ckpt.get("ema_steps", 0)
+        up_run = ckpt.get("up_run")
+        self.up_run = None if up_run is None else up_run.to(self.device)
         self.opt.load_state_dict(ckpt["opt"])
         if self.disc is not None:
             self.disc.load_state_dict(ckpt["disc"])

@@ -333,10 +333,11 @@ def test_the_chapters_get_a_profile_they_can_find_from_book(tmp_path, monkeypatc
 
 def test_train_all_trains_two_at_a_time_then_reuses(tmp_path, capsys):
     """The book's worker pool: two tiny trainings in spawned processes, each reported as it
-    starts and ends; a second call finds both finished."""
+    starts and ends and evaluated on every test split in its worker; a second call finds
+    both finished."""
     import time
 
-    from lib.book import REPO, Run, model_config, run_dir, train_all
+    from lib.book import REPO, Run, model_config, run_dir, test_splits, train_all
 
     params = tmp_path / "pooltest.yaml"
     params.write_text((REPO / "params" / "quick.yaml").read_text()
@@ -345,9 +346,12 @@ def test_train_all_trains_two_at_a_time_then_reuses(tmp_path, capsys):
     jobs = [("supervised", 0), ("vae", 0)]
     try:
         timings = train_all(profile, jobs, workers=2, t0=time.time())
-        assert set(timings) == {"train supervised", "train vae"}
+        assert set(timings) == {"train supervised", "train vae", "check supervised",
+                                "check vae"}
         for job in jobs:
             assert Run(run_dir(profile, *job)).finished(model_config(profile, *job))
+            for split in test_splits(profile):  # the results chapter's evaluations, cached
+                assert (run_dir(profile, *job) / f"eval-{split}.json").is_file()
         out = capsys.readouterr().out
         assert "2 of 2 trainings to do, 2 at a time" in out and "(2 of 2 finished)" in out
         assert train_all(profile, jobs, workers=2, t0=time.time()) == {}
@@ -377,12 +381,24 @@ def test_test_time_flip_averages_the_mirrored_lift_and_stays_on_the_rays():
 
 
 def test_a_variant_evaluates_its_models_runs_and_is_no_training_job():
-    from lib.book import ABLATION, MODELS, SEED_MODELS, VARIANTS, model_config, run_dir, seed_plan
+    from lib.book import (
+        ABLATION,
+        ABLATION_SEEDS,
+        MODELS,
+        SEED_MODELS,
+        VARIANTS,
+        model_config,
+        run_dir,
+        seed_plan,
+    )
 
     assert VARIANTS == {"ours_noflip": "ours"}
     plan = seed_plan(3)
     assert plan["ours_noflip"] == plan["ours"] == 3 and plan["vae_gan"] == 3
-    assert all(plan[m] == 2 for m in ABLATION if m not in VARIANTS)
+    assert set(ABLATION_SEEDS) == set(ABLATION) - set(VARIANTS)
+    assert all(plan[m] == ABLATION_SEEDS[m] for m in ABLATION_SEEDS)
+    assert plan["ours_camera"] == 2 and plan["ours_base"] == 1
+    assert sum(plan[m] for m in MODELS if m not in VARIANTS) == 19  # the default build's trainings
     assert all(plan[m] == 1 for m in MODELS if m not in (*SEED_MODELS, *ABLATION))
     assert seed_plan(1) == {m: 1 for m in MODELS}
     assert run_dir("quick", "ours_noflip", 2) == run_dir("quick", "ours", 2)
@@ -395,8 +411,10 @@ def test_levers_tried_and_not_kept_train_on_request_but_not_in_the_book():
     from lib.book import LABELS, MODELS, TRIED, model_config, seed_plan
 
     assert set(TRIED).isdisjoint(MODELS) and set(TRIED).isdisjoint(seed_plan(3))
-    tried_on = {"ours_sym0.1": "ours_camera", "ours_sym1": "ours_camera", "ours_tilt": "ours"}
-    lever = {"ours_sym0.1": "lambda_sym", "ours_sym1": "lambda_sym", "ours_tilt": "lambda_tilt"}
+    tried_on = {"ours_sym0.1": "ours_camera", "ours_sym1": "ours_camera", "ours_tilt": "ours",
+                "ours_upema": "ours"}
+    lever = {"ours_sym0.1": "lambda_sym", "ours_sym1": "lambda_sym", "ours_tilt": "lambda_tilt",
+             "ours_upema": "up_momentum"}
     assert set(tried_on) == set(TRIED)
     for name in TRIED:
         cfg, base = model_config("quick", name), model_config("quick", tried_on[name])
@@ -439,3 +457,27 @@ def test_novel_views_about_the_up_axis_are_turned_about_the_batchs_vertical():
     assert torch.allclose(turned @ up, pose.unflatten(-1, (16, 3)) @ up, atol=1e-5)
     assert torch.allclose(views, (turned[..., :2] / (turned[..., 2:] + 10.0)).flatten(1),
                           atol=1e-5)
+
+
+def test_running_vertical_blends_batches_and_rejects_a_momentum_of_one():
+    """up_momentum m: the views' axis is normalise(m * previous + (1 - m) * this batch's),
+    starting from the first batch's own estimate; m = 1 (a frozen axis) is refused."""
+    from types import SimpleNamespace
+
+    from lib.config import ConfigError, make_config
+    from lib.geometry import up_direction
+    from lib.train import Trainer
+
+    with pytest.raises(ConfigError, match="up_momentum"):
+        make_config({"up_momentum": 1.0})
+    fake = SimpleNamespace(cfg=make_config({"view_axis": "up", "up_momentum": 0.75}), up_run=None)
+    upright = torch.zeros(4, 16, 3)
+    upright[:, 7, 1] = -1.0  # every thorax straight above the pelvis (y points down)
+    leaning = torch.zeros(4, 16, 3)
+    leaning[:, 7] = torch.tensor([0.0, -1.0, -1.0])  # every trunk leaning 45 degrees
+    first = Trainer._vertical(fake, upright)
+    torch.testing.assert_close(first, torch.tensor([0.0, -1.0, 0.0]))
+    second = Trainer._vertical(fake, leaning)
+    blend = 0.75 * first + 0.25 * up_direction(leaning)
+    torch.testing.assert_close(second, blend / blend.norm())
+    torch.testing.assert_close(fake.up_run, second)
