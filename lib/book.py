@@ -82,6 +82,9 @@ TRIED = {
     "ours_sym1": {**OURS_CAMERA, "lambda_sym": 1.0},
     "ours_tilt": {**OURS, "lambda_tilt": 1.0},
     "ours_upema": {**OURS, "up_momentum": 0.99},
+    "ours_noise2": {**OURS, "real_noise": 0.01},
+    "ours_dslow": {**OURS, "lr_disc_scale": 0.5},
+    "ours_clamp": {**OURS, "up_tilt_range": [0.0, 30.0]},
 }
 KNOWN = {**MODELS, **TRIED}  # what model_config and the studies accept
 LABELS = {
@@ -103,6 +106,9 @@ LABELS = {
     "ours_sym1": "Ours without the world vertical + bone-symmetry prior (weight 1)",
     "ours_tilt": "Ours + downward-tilt prior",
     "ours_upema": "Ours + running vertical (momentum 0.99)",
+    "ours_noise2": "Ours with twice the instance noise (0.01)",
+    "ours_dslow": "Ours with the discriminator's learning rate halved",
+    "ours_clamp": "Ours with the vertical's tilt held in 0-30 degrees",
 }
 # compared over seeds in the results chapter; the ablation of ours over fewer seeds (the
 # default build's time budget), compared with ours on the same seeds (lib.report.ablation)

@@ -44,6 +44,7 @@ DEFAULTS = {
     "epochs": 400,
     "batch_size": 2560,
     "lr": 2e-4,
+    "lr_disc_scale": 1.0,  # the discriminator's learning rate, as a multiple of lr
     "lambda_recon": 1.0,
     "lambda_kld": 1e-3,
     "lambda_disc": 1e-3,
@@ -78,6 +79,9 @@ DEFAULTS = {
     # with view_axis "up": the vertical the views turn about is a running average over steps
     # of the batches' estimates, with this momentum (0 = each batch's own estimate)
     "up_momentum": 0.0,
+    # with view_axis "up": the range (degrees) the vertical's tilt towards the camera is held
+    # in (the camera's elevation, as cameras look down on people: e.g. [0, 30]); null = free
+    "up_tilt_range": None,
     # mirror-aware prior (issue 5): weight of the anatomical hinge loss, 0 = the thesis
     "lambda_hinge": 0.0,
     # levers of the unsupervised lifter "ours" (issue 12); the defaults are the thesis's
@@ -147,6 +151,8 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
         raise ConfigError("p_miss and flip_p must lie in [0, 1]")
     if not 0 <= cfg["body_augment"] <= 1:
         raise ConfigError(f"body_augment must lie in [0, 1], got {cfg['body_augment']!r}")
+    if cfg["lr_disc_scale"] <= 0:
+        raise ConfigError(f"lr_disc_scale must be positive, got {cfg['lr_disc_scale']!r}")
     if cfg["lr"] <= 0:
         raise ConfigError(f"lr must be positive, got {cfg['lr']!r}")
     if cfg["noise_on"] not in ("real", "both"):
@@ -155,6 +161,12 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
         raise ConfigError(f"view_axis must be 'camera' or 'up', got {cfg['view_axis']!r}")
     if cfg["disc_features"] not in ("pose", "kcs"):
         raise ConfigError(f"disc_features must be 'pose' or 'kcs', got {cfg['disc_features']!r}")
+    rng = cfg["up_tilt_range"]
+    if rng is not None and not (isinstance(rng, (list, tuple)) and len(rng) == 2
+                                and all(isinstance(v, (int, float)) for v in rng)
+                                and -90 <= rng[0] <= rng[1] <= 90):
+        raise ConfigError(f"up_tilt_range must be null or [low, high] degrees with "
+                          f"-90 <= low <= high <= 90, got {rng!r}")
     if not 0 <= cfg["up_momentum"] < 1:
         raise ConfigError(f"up_momentum must lie in [0, 1), got {cfg['up_momentum']!r}")
     if not 0 <= cfg["ema"] < 1:

@@ -150,6 +150,20 @@ def up_direction(pose3d: torch.Tensor, reduce=None) -> torch.Tensor:
     return mean / mean.norm().clamp_min(1e-8)
 
 
+def tilt_of(up: torch.Tensor) -> torch.Tensor:
+    """How far a vertical ``up`` (3,) leans towards the camera, in radians: the camera's
+    elevation, positive for a camera that looks down (y points down, z forwards)."""
+    return torch.atan2(-up[2], -up[1])
+
+
+def clamp_tilt(up: torch.Tensor, low_deg: float, high_deg: float) -> torch.Tensor:
+    """The unit vertical ``up`` (3,) with its tilt towards the camera (:func:`tilt_of`) held
+    in [low_deg, high_deg]; its sideways lean (x) is kept."""
+    t = tilt_of(up).clamp(math.radians(low_deg), math.radians(high_deg))
+    r = (1 - up[0] ** 2).clamp_min(0) ** 0.5  # the length left for the y-z part
+    return torch.stack([up[0], -r * torch.cos(t), -r * torch.sin(t)])
+
+
 def rotation_about(axis: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     """(B, 3, 3) rotations by ``angles`` (B,) radians about the unit ``axis`` (3,) (Rodrigues:
     ``R = I + sin a K + (1 - cos a) K^2``, K the cross-product matrix of the axis). About

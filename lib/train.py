@@ -35,11 +35,13 @@ from .geometry import (
     Normalizer,
     apply_mask,
     center,
+    clamp_tilt,
     flip,
     project,
     random_flip,
     random_missing_mask,
     random_turn,
+    tilt_of,
     up_direction,
 )
 from .losses import (
@@ -141,17 +143,20 @@ class Trainer:
                                    c["azim_max"], c["elev_min"], c["elev_max"])
         return project(rotated).flatten(1), rot
 
-    def _vertical(self, pose3d: torch.Tensor) -> torch.Tensor:
-        """The lifted world's vertical (3,): this batch's estimate (over ranks, with view_axis
-        "up"), or with ``up_momentum`` m > 0 the running estimate
-        ``normalise(m * previous + (1 - m) * this batch's)``, so that one batch's lifts do not
-        swing the axis every view turns about."""
+    def _vertical(self, up: torch.Tensor) -> torch.Tensor:
+        """The vertical (3,) the novel views turn about, from ``up``, this batch's estimate
+        (:func:`lib.geometry.up_direction`; over ranks with view_axis "up"): itself, or with
+        ``up_momentum`` m > 0 the running estimate ``normalise(m * previous + (1 - m) * up)``,
+        so that one batch's lifts do not swing the axis; with ``up_tilt_range`` its tilt
+        towards the camera held in that range (a world lifted tilted beyond it is then seen
+        turning about a vertical it does not stand on, and its novel views lean)."""
         c = self.cfg
-        up = up_direction(pose3d, dist.mean_over_ranks if c["view_axis"] == "up" else None)
         if c["up_momentum"] > 0:
             m = c["up_momentum"]
             run = up if self.up_run is None else m * self.up_run + (1 - m) * up
             self.up_run = up = run / run.norm().clamp_min(1e-8)
+        if c["up_tilt_range"] is not None:
+            up = clamp_tilt(up, *c["up_tilt_range"])
         return up
 
     def step(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -178,7 +183,9 @@ class Trainer:
         pose3d = pose3d.float()  # geometry (rotation, projection) stays in float32
         # the lifted world's vertical: the novel views' axis ("up": the whole batch's, over
         # ranks) and, as its tilt towards the camera, a logged statistic
-        up = self._vertical(pose3d.detach())
+        up_batch = up_direction(pose3d.detach(),
+                                dist.mean_over_ranks if c["view_axis"] == "up" else None)
+        up = self._vertical(up_batch)
         need_views = self.disc is not None or c["lambda_cycle"] > 0
         novel, rot = self._novel_views(pose3d, up) if need_views else (None, None)
         if self.disc is not None and c["noise_on"] == "both":  # instance noise on fakes too
@@ -223,7 +230,7 @@ class Trainer:
             self._update_ema()
         if self.disc is not None:
             self.disc.requires_grad_(True)
-        tilt_deg = torch.rad2deg(torch.atan2(-up[2], -up[1]))
+        tilt_deg = torch.rad2deg(tilt_of(up_batch))
         return torch.stack([loss, proj, kld, adv, d_loss, d_real, d_fake, d_acc, hinge, sym,
                             cyc, tilt, tilt_deg]).detach()
 
@@ -251,8 +258,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
         opt.step()
 
-    # tilt: the downward-tilt prior; tilt_deg: how far the vertical the views turn about (the
-    # batch's estimate, or the running one) leans towards the camera (degrees; the rig's
+    # tilt: the downward-tilt prior; tilt_deg: how far the batch's own estimate of the vertical
+    # (before any running average or clamp) leans towards the camera (degrees; the rig's
     # cameras look down by about 7.6)
     STATS = ("loss", "proj", "kld", "adv", "d_loss", "d_real", "d_fake", "d_acc", "hinge", "sym",
              "cycle", "tilt", "tilt_deg")
@@ -271,9 +278,9 @@ class Trainer:
         beta = torch.tensor(beta_schedule(self.epoch, c["lambda_kld"], c["kld_warmup"],
                                           c["kld_cycle"], c["kld_hold"]), device=self.device)
         lr = self.lr_at(self.epoch)
-        for opt in (self.opt, self.opt_d):
+        for opt, scale in ((self.opt, 1.0), (self.opt_d, c["lr_disc_scale"])):
             for group in opt.param_groups if opt is not None else ():
-                group["lr"] = lr
+                group["lr"] = lr * scale
         # randomness is a function of (seed, epoch[, rank]): the same batches on every rank,
         # each rank its own augmentations, and a resumed epoch draws what it drew before
         order = torch.Generator(self.device).manual_seed(dist.epoch_seed(c["seed"], self.epoch))

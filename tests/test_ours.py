@@ -412,9 +412,11 @@ def test_levers_tried_and_not_kept_train_on_request_but_not_in_the_book():
 
     assert set(TRIED).isdisjoint(MODELS) and set(TRIED).isdisjoint(seed_plan(3))
     tried_on = {"ours_sym0.1": "ours_camera", "ours_sym1": "ours_camera", "ours_tilt": "ours",
-                "ours_upema": "ours"}
+                "ours_upema": "ours", "ours_noise2": "ours", "ours_dslow": "ours",
+                "ours_clamp": "ours"}
     lever = {"ours_sym0.1": "lambda_sym", "ours_sym1": "lambda_sym", "ours_tilt": "lambda_tilt",
-             "ours_upema": "up_momentum"}
+             "ours_upema": "up_momentum", "ours_noise2": "real_noise",
+             "ours_dslow": "lr_disc_scale", "ours_clamp": "up_tilt_range"}
     assert set(tried_on) == set(TRIED)
     for name in TRIED:
         cfg, base = model_config("quick", name), model_config("quick", tried_on[name])
@@ -475,9 +477,49 @@ def test_running_vertical_blends_batches_and_rejects_a_momentum_of_one():
     upright[:, 7, 1] = -1.0  # every thorax straight above the pelvis (y points down)
     leaning = torch.zeros(4, 16, 3)
     leaning[:, 7] = torch.tensor([0.0, -1.0, -1.0])  # every trunk leaning 45 degrees
-    first = Trainer._vertical(fake, upright)
+    first = Trainer._vertical(fake, up_direction(upright))
     torch.testing.assert_close(first, torch.tensor([0.0, -1.0, 0.0]))
-    second = Trainer._vertical(fake, leaning)
+    second = Trainer._vertical(fake, up_direction(leaning))
     blend = 0.75 * first + 0.25 * up_direction(leaning)
     torch.testing.assert_close(second, blend / blend.norm())
     torch.testing.assert_close(fake.up_run, second)
+
+
+def test_the_discriminator_learns_at_its_own_multiple_of_the_learning_rate(tmp_path):
+    """lr_disc_scale s: after an epoch of the cosine schedule, the discriminator's learning
+    rate is s times the lifter's; a non-positive scale is refused."""
+    from lib.train import Trainer
+
+    with pytest.raises(ConfigError, match="lr_disc_scale"):
+        make_config({"lr_disc_scale": 0.0})
+    cfg = {**TINY, "mode": "det_gan", "lr_schedule": "cosine", "lr_disc_scale": 0.25}
+    t = Trainer(cfg, tmp_path, TRAIN, VAL)
+    t.epoch = 1
+    t.train_epoch()
+    lifter_lr = t.opt.param_groups[0]["lr"]
+    assert lifter_lr == pytest.approx(t.lr_at(1)) and lifter_lr < TINY["lr"]
+    assert t.opt_d.param_groups[0]["lr"] == pytest.approx(0.25 * lifter_lr)
+
+
+def test_clamp_tilt_holds_the_verticals_elevation_in_range_and_keeps_its_lean():
+    """A vertical tilted 40 degrees towards the camera, held in [0, 30], comes back tilted 30
+    with its sideways part unchanged and unit length; one inside the range is unchanged;
+    a range that is not [low, high] degrees is refused."""
+    from lib.geometry import clamp_tilt, tilt_of
+
+    lean = 0.2
+    r = math.sqrt(1 - lean**2)
+    t = math.radians(40)
+    up = torch.tensor([lean, -r * math.cos(t), -r * math.sin(t)])
+    assert math.degrees(float(tilt_of(up))) == pytest.approx(40)
+    held = clamp_tilt(up, 0.0, 30.0)
+    want = torch.tensor([lean, -r * math.cos(math.radians(30)), -r * math.sin(math.radians(30))])
+    torch.testing.assert_close(held, want)
+    assert float(held.norm()) == pytest.approx(1.0)
+    inside = clamp_tilt(up, -45.0, 45.0)
+    torch.testing.assert_close(inside, up)
+    below = clamp_tilt(torch.tensor([0.0, -math.cos(-0.3), -math.sin(-0.3)]), 0.0, 30.0)
+    torch.testing.assert_close(below, torch.tensor([0.0, -1.0, 0.0]))
+    for bad in ([30.0, 0.0], [0.0], "0-30", [0.0, 100.0]):
+        with pytest.raises(ConfigError, match="up_tilt_range"):
+            make_config({"up_tilt_range": bad})
