@@ -90,6 +90,11 @@ DEFAULTS = {
     "lambda_sym": 0.0,  # left/right bone-length symmetry prior
     "lambda_tilt": 0.0,  # cameras look down: the batch's vertical must not tilt away from them
     "ema": 0.0,  # decay of an exponential moving average of the lifter's weights, 0 = none
+    # keep the averaged weights of the last k epochs (all, if fewer) and let the 2D-only
+    # realism test choose the model among them (lib.runs.Run.select); 0 = the last epoch's
+    "select_epochs": 0,
+    # at evaluation and lifting: the weights that selection chose (true) or the last epoch's
+    "use_selection": True,
     "lr_schedule": "constant",  # "constant" or "cosine" (decays to 0 at the last epoch)
     # after training, pick the depth sign whose knees bend forwards on training 2D poses
     # (lib.priors.orientation); applied to predictions, the weights are not changed
@@ -108,7 +113,8 @@ DEFAULTS = {
 
 # keys that may change between a checkpoint and its resumption (how, not what, is trained)
 RUNTIME_KEYS = frozenset({"device", "compile", "bf16", "tf32", "progress", "epochs",
-                          "checkpoint_every", "val_every", "orient", "flip_test"})
+                          "checkpoint_every", "val_every", "orient", "flip_test",
+                          "use_selection"})
 
 
 class ConfigError(ValueError):
@@ -167,6 +173,8 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
                                 and -90 <= rng[0] <= rng[1] <= 90):
         raise ConfigError(f"up_tilt_range must be null or [low, high] degrees with "
                           f"-90 <= low <= high <= 90, got {rng!r}")
+    if cfg["select_epochs"] < 0:  # more than there are epochs: all of them
+        raise ConfigError(f"select_epochs must not be negative, got {cfg['select_epochs']!r}")
     if not 0 <= cfg["up_momentum"] < 1:
         raise ConfigError(f"up_momentum must lie in [0, 1), got {cfg['up_momentum']!r}")
     if not 0 <= cfg["ema"] < 1:

@@ -70,10 +70,10 @@ def predictions(run, split: str, size: int | None = None, device: str = "auto",
 
 def evaluate_run(run, split: str, ks=(1, 5, 10, 20, 50), missing=(0, 1, 2),
                  size: int | None = None, bh_size: int | None = 5000, device: str = "auto",
-                 flip_test: bool | None = None) -> dict:
-    """All the numbers of one run on one split, as a JSON-ready dict (``flip_test`` as in
-    :func:`predictions`)."""
-    lifter, norm, cfg = load_run(run, device, flip_test)
+                 flip_test: bool | None = None, selected: bool = True) -> dict:
+    """All the numbers of one run on one split, as a JSON-ready dict (``flip_test`` and
+    ``selected`` as in :meth:`lib.runs.Run.load`)."""
+    lifter, norm, cfg = load_run(run, device, flip_test, selected)
     dev = next(lifter.parameters()).device
     s = D.subset(D.load(cfg, split), size)
     x = torch.as_tensor(norm.pose2d(s["pose2d"]), device=dev)
@@ -115,8 +115,17 @@ def realism_test(run, n: int = 20000, steps: int = 800, seed: int = 0,
     scores it worse than a trained lifter).
     """
     lifter, norm, cfg = load_run(run, device)
+    train = train if train is not None else D.load(cfg, "train")
+    return lifter_realism(lifter, norm, train, n, steps, seed, axis)
+
+
+def lifter_realism(lifter, norm, train: dict, n: int = 20000, steps: int = 800,
+                   seed: int = 0, axis: str = "up") -> dict:
+    """:func:`realism_test` of a lifter in memory: ``2 n`` poses of the split ``train``
+    (chosen by ``seed``), half of them real, the other half lifted, against a critic of
+    seed ``seed``."""
     dev = next(lifter.parameters()).device
-    train = D.subset(train if train is not None else D.load(cfg, "train"), 2 * n, seed=seed)
+    train = D.subset(train, 2 * n, seed=seed)
     n = len(train["pose2d"]) // 2
     x = torch.as_tensor(norm.pose2d(train["pose2d"]), device=dev)
     with torch.no_grad():

@@ -53,6 +53,12 @@ class Run:
         self.checkpoint = self.path / "checkpoint.pt"
         self.done_path = self.path / "done"
         self.sign_path = self.path / "depth_sign"  # written by orient()
+        self.selected_path = self.path / "selected.pt"  # written by select()
+        self.selection_path = self.path / "selection.json"
+
+    def candidate_path(self, epoch: int) -> Path:
+        """Where training keeps an epoch's averaged weights for :meth:`select`."""
+        return self.path / "candidates" / f"epoch-{epoch:04d}.pt"
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
@@ -91,10 +97,11 @@ class Run:
     def evaluations(self) -> list[Path]:
         return sorted(self.path.glob("eval-*.json"))
 
-    def load(self, device: str = "auto", flip_test: bool | None = None
-             ) -> tuple[torch.nn.Module, Normalizer, dict]:
+    def load(self, device: str = "auto", flip_test: bool | None = None,
+             selected: bool = True) -> tuple[torch.nn.Module, Normalizer, dict]:
         """(lifter in eval mode, normaliser, config) from the checkpoint. Where the run kept
-        an average of its weights (``ema``), those are the weights that predict. The lifter
+        an average of its weights (``ema``), those are the weights that predict, and where
+        :meth:`select` chose an epoch's weights (and ``selected``), those. The lifter
         averages with the mirrored input's lift (:func:`lib.models.lift_all`) when the run's
         ``flip_test`` says so, or ``flip_test`` when given."""
         from .models import build_models
@@ -106,12 +113,40 @@ class Run:
         ckpt = read_checkpoint(self.checkpoint, dev)
         lifter = build_models(ckpt["config"])["lifter"].to(dev)
         lifter.load_state_dict(ckpt.get("lifter_ema") or ckpt["lifter"])
+        if selected and self.selected_path.is_file():
+            lifter.load_state_dict(torch.load(self.selected_path, map_location=dev))
         if hasattr(lifter, "depth_sign") and self.sign_path.is_file():
             lifter.depth_sign = float(self.sign_path.read_text())
         if hasattr(lifter, "flip_test"):
             lifter.flip_test = bool(ckpt["config"].get("flip_test", False)
                                     if flip_test is None else flip_test)
         return lifter.eval(), Normalizer(**ckpt["normalizer"]), ckpt["config"]
+
+    def select(self, train: dict, n: int = 20000, seed: int = 1) -> int:
+        """Choose the model among the epochs' weights that training kept (``select_epochs``),
+        from 2D alone: each one's realism test (:func:`lib.evaluate.lifter_realism`, a fresh
+        critic telling its novel views of ``n`` training 2D poses from real ones) with critic
+        seed ``seed``, other than the seed 0 the book reports, so that the reported score is
+        not the one that chose. The lowest accuracy wins; its weights are copied to
+        ``selected.pt`` and the scores written to ``selection.json``. Returns its epoch."""
+        from .evaluate import lifter_realism
+
+        paths = sorted(self.path.glob("candidates/epoch-*.pt"))
+        if not paths:
+            raise RunError(f"{self.path / 'candidates'}: no epoch weights to select from")
+        lifter, norm, _ = self.load(selected=False)
+        dev = next(lifter.parameters()).device
+        scores = {}
+        for path in paths:
+            lifter.load_state_dict(torch.load(path, map_location=dev))
+            epoch = int(path.stem.split("-")[1])
+            scores[epoch] = lifter_realism(lifter, norm, train, n, seed=seed)["critic_accuracy"]
+        best = min(scores, key=scores.get)
+        data = paths[[int(p.stem.split("-")[1]) for p in paths].index(best)].read_bytes()
+        atomic_write(self.selected_path, lambda f: f.write(data))
+        atomic_write(self.selection_path, lambda f: f.write(json.dumps(
+            {"critic_seed": seed, "critic_accuracy": scores, "chosen": best}).encode()))
+        return best
 
     def orient(self, train: dict, n: int = 20000) -> float:
         """Choose the run's depth sign from 2D alone and store it beside the checkpoint.
@@ -177,9 +212,11 @@ def read_checkpoint(path: str | os.PathLike, device="cpu") -> dict:
     return ckpt
 
 
-def load_run(run: str | os.PathLike, device: str = "auto", flip_test: bool | None = None):
-    """``Run(run).load(device, flip_test)``: (lifter in eval mode, normaliser, config)."""
-    return Run(run).load(device, flip_test)
+def load_run(run: str | os.PathLike, device: str = "auto", flip_test: bool | None = None,
+             selected: bool = True):
+    """``Run(run).load(device, flip_test, selected)``: (lifter in eval mode, normaliser,
+    config)."""
+    return Run(run).load(device, flip_test, selected)
 
 
 def read_history(run: str | os.PathLike) -> list[dict]:

@@ -423,14 +423,25 @@ class Trainer:
                 f.write(json.dumps(row) + "\n")
             bar.set_postfix(loss=f"{row['loss']:.4f}",
                             pa_mpjpe=f"{row.get('val_pa_mpjpe', float('nan')):.1f}")
+            if self.epoch > c["epochs"] - c["select_epochs"]:  # a candidate for selection
+                self._keep_candidate(run)
             if self.epoch % c["checkpoint_every"] == 0 or self.epoch == c["epochs"]:
                 self.save()
         if main and self.epoch >= c["epochs"]:
+            if c["select_epochs"]:  # before orient: the sign is the chosen weights'
+                run.select(self.train_split)
             if c["orient"]:
                 run.orient(self.train_split)
             run.done_path.write_text(f"{self.epoch}\n")
         dist.barrier()  # no rank leaves before the run folder is complete
         return rows
+
+    def _keep_candidate(self, run: Run) -> None:
+        """This epoch's averaged weights (or the weights), for ``Run.select``."""
+        weights = (self.ema if self.ema is not None else self.lifter).state_dict()
+        path = run.candidate_path(self.epoch)
+        path.parent.mkdir(exist_ok=True)
+        D.atomic_write(path, lambda f: torch.save(weights, f))
 
     def _prepare_folder(self, run: Run, resume: bool) -> None:
         run.path.mkdir(parents=True, exist_ok=True)

@@ -91,7 +91,8 @@ def test_cosine_learning_rate():
 
 
 def test_ours_trains_predicts_with_its_ema_and_resumes_bit_for_bit(tmp_path):
-    cfg = {**TINY, **OURS, "epochs": 3, "lambda_sym": 0.01, "lambda_hinge": 0.01}
+    cfg = {**TINY, **OURS, "epochs": 3, "lambda_sym": 0.01, "lambda_hinge": 0.01,
+           "select_epochs": 0}  # the last epoch's average predicts (selection: see below)
     a = Trainer(cfg, tmp_path / "a", train=TRAIN, val=VAL)
     rows = a.fit()
     assert all(r["cycle"] > 0 and math.isfinite(r["loss"]) for r in rows)
@@ -392,7 +393,7 @@ def test_a_variant_evaluates_its_models_runs_and_is_no_training_job():
         seed_plan,
     )
 
-    assert VARIANTS == {"ours_noflip": "ours"}
+    assert VARIANTS == {"ours_last": "ours", "ours_noflip": "ours"}
     plan = seed_plan(3)
     assert plan["ours_noflip"] == plan["ours"] == 3 and plan["vae_gan"] == 3
     assert set(ABLATION_SEEDS) == set(ABLATION) - set(VARIANTS)
@@ -405,6 +406,8 @@ def test_a_variant_evaluates_its_models_runs_and_is_no_training_job():
     a, b = model_config("quick", "ours"), model_config("quick", "ours_noflip")
     assert a["flip_test"] and not b["flip_test"]
     assert {k for k in a if a[k] != b[k]} == {"flip_test"}  # nothing that trains differs
+    c = model_config("quick", "ours_last")
+    assert {k for k in a if a[k] != c[k]} == {"use_selection"} and not c["use_selection"]
 
 
 def test_levers_tried_and_not_kept_train_on_request_but_not_in_the_book():
@@ -412,15 +415,19 @@ def test_levers_tried_and_not_kept_train_on_request_but_not_in_the_book():
 
     assert set(TRIED).isdisjoint(MODELS) and set(TRIED).isdisjoint(seed_plan(3))
     tried_on = {"ours_sym0.1": "ours_camera", "ours_sym1": "ours_camera", "ours_tilt": "ours",
-                "ours_upema": "ours", "ours_noise2": "ours", "ours_dslow": "ours",
-                "ours_clamp": "ours"}
+                "ours_upema": "ours", "ours_noise2": "ours", "ours_clamp": "ours"}
     lever = {"ours_sym0.1": "lambda_sym", "ours_sym1": "lambda_sym", "ours_tilt": "lambda_tilt",
              "ours_upema": "up_momentum", "ours_noise2": "real_noise",
-             "ours_dslow": "lr_disc_scale", "ours_clamp": "up_tilt_range"}
+             "ours_clamp": "up_tilt_range"}
     assert set(tried_on) == set(TRIED)
     for name in TRIED:
         cfg, base = model_config("quick", name), model_config("quick", tried_on[name])
-        assert {k for k in cfg if cfg[k] != base[k]} == {lever[name]} and name in LABELS
+        changed = {k for k in cfg if cfg[k] != base[k]}
+        if tried_on[name] == "ours":  # tried on ours before the selection of an epoch
+            assert changed == {lever[name], "select_epochs"} and cfg["select_epochs"] == 0
+        else:
+            assert changed == {lever[name]}
+        assert name in LABELS
     check("quick", ["ours_camera", *TRIED], 2)  # a study accepts them
 
 
@@ -523,3 +530,30 @@ def test_clamp_tilt_holds_the_verticals_elevation_in_range_and_keeps_its_lean():
     for bad in ([30.0, 0.0], [0.0], "0-30", [0.0, 100.0]):
         with pytest.raises(ConfigError, match="up_tilt_range"):
             make_config({"up_tilt_range": bad})
+
+
+def test_selection_keeps_the_last_epochs_and_the_2d_test_chooses_among_them(tmp_path):
+    """select_epochs k: the averaged weights of the last k epochs are kept; after training
+    the realism test (critic seed 1, 2D only) scores each, the lowest is copied to
+    selected.pt and is what the run predicts with, unless the last epoch's are asked for."""
+    from lib.runs import Run
+    from lib.train import Trainer
+
+    with pytest.raises(ConfigError, match="select_epochs"):
+        make_config({"select_epochs": -1})
+    cfg = {**TINY, **{k: v for k, v in OURS.items() if k != "body_augment"},
+           "epochs": 3, "select_epochs": 2, "ema": 0.9}
+    Trainer(cfg, tmp_path / "r", TRAIN, VAL).fit()
+    run = Run(tmp_path / "r")
+    assert sorted(p.name for p in (run.path / "candidates").iterdir()) == [
+        "epoch-0002.pt", "epoch-0003.pt"]
+    sel = json.loads(run.selection_path.read_text())
+    scores = {int(e): a for e, a in sel["critic_accuracy"].items()}
+    assert set(scores) == {2, 3} and sel["critic_seed"] == 1
+    assert sel["chosen"] == min(scores, key=scores.get)
+    chosen = torch.load(run.candidate_path(sel["chosen"]))
+    picked = run.load("cpu")[0].state_dict()
+    assert all(torch.equal(picked[k], chosen[k]) for k in chosen)
+    last = run.load("cpu", selected=False)[0].state_dict()
+    ema = torch.load(run.candidate_path(3))  # the last epoch's average is the checkpoint's
+    assert all(torch.equal(last[k], ema[k]) for k in ema)
