@@ -112,9 +112,10 @@ class Run:
         dev = pick_device(device)
         ckpt = read_checkpoint(self.checkpoint, dev)
         lifter = build_models(ckpt["config"])["lifter"].to(dev)
-        lifter.load_state_dict(ckpt.get("lifter_ema") or ckpt["lifter"])
         if selected and self.selected_path.is_file():
             lifter.load_state_dict(torch.load(self.selected_path, map_location=dev))
+        else:
+            lifter.load_state_dict(ckpt.get("lifter_ema") or ckpt["lifter"])
         if hasattr(lifter, "depth_sign") and self.sign_path.is_file():
             lifter.depth_sign = float(self.sign_path.read_text())
         if hasattr(lifter, "flip_test"):
@@ -131,18 +132,18 @@ class Run:
         ``selected.pt`` and the scores written to ``selection.json``. Returns its epoch."""
         from .evaluate import lifter_realism
 
-        paths = sorted(self.path.glob("candidates/epoch-*.pt"))
+        paths = {int(p.stem.split("-")[1]): p
+                 for p in sorted(self.path.glob("candidates/epoch-*.pt"))}
         if not paths:
             raise RunError(f"{self.path / 'candidates'}: no epoch weights to select from")
         lifter, norm, _ = self.load(selected=False)
         dev = next(lifter.parameters()).device
         scores = {}
-        for path in paths:
+        for epoch, path in paths.items():
             lifter.load_state_dict(torch.load(path, map_location=dev))
-            epoch = int(path.stem.split("-")[1])
             scores[epoch] = lifter_realism(lifter, norm, train, n, seed=seed)["critic_accuracy"]
         best = min(scores, key=scores.get)
-        data = paths[[int(p.stem.split("-")[1]) for p in paths].index(best)].read_bytes()
+        data = paths[best].read_bytes()
         atomic_write(self.selected_path, lambda f: f.write(data))
         atomic_write(self.selection_path, lambda f: f.write(json.dumps(
             {"critic_seed": seed, "critic_accuracy": scores, "chosen": best}).encode()))

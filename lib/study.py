@@ -95,10 +95,17 @@ def prepare(profile: str, model: str, seed: int = 0) -> None:
     for m in (model, *variants):
         for s in test_splits(profile):
             evaluation(profile, m, s, seed=seed)
-    if model_config(profile, model)["depth_only"]:
-        realism(run_dir(profile, model, seed))
-    if model in BOTH_AXES:
-        realism(run_dir(profile, model, seed), "camera")
+    realism_checks(profile, model, seed)
+
+
+def realism_checks(profile: str, model: str, seed: int = 0) -> dict:
+    """The realism tests a study reads of one run, by axis (cached beside it): about the
+    world's vertical ("up") for a depth-only lifter (ours and its ablations), and about the
+    camera's too for the two sides of the view-axis lever (:data:`BOTH_AXES`)."""
+    run = run_dir(profile, model, seed)
+    axes = (("up",) if model_config(profile, model)["depth_only"] else ()) + (
+        ("camera",) if model in BOTH_AXES else ())
+    return {axis: realism(run, axis) for axis in axes}
 
 
 def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool = True) -> dict:
@@ -130,10 +137,11 @@ def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool 
             if train is None:
                 train = D.load(model_config(profile, model), "train")
             knees.append(Run(run_dir(profile, model, seed)).backward_knees(train))
-            if model_config(profile, model)["depth_only"]:  # ours and its ablations
-                critic.append(realism(run_dir(profile, model, seed)))
-            if model in BOTH_AXES:  # the view-axis lever, judged on both axes
-                critic_camera.append(realism(run_dir(profile, model, seed), "camera"))
+            scores = realism_checks(profile, model, seed)
+            if "up" in scores:
+                critic.append(scores["up"])
+            if "camera" in scores:
+                critic_camera.append(scores["camera"])
         out["models"][model] = {s: {k: aggregate(v) for k, v in per_split[s].items()}
                                 for s in splits}
         out["train_seconds"][model] = seconds
