@@ -14,7 +14,9 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -522,10 +524,22 @@ def train_all(profile: str, jobs: list[tuple[str, int]], workers: int, t0: float
         return f", about {int(rest) // 60} min {int(rest) % 60:02d} s of training left"
 
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+    queue, pending = list(enumerate(todo, 1)), {}
+
+    def submit_next():
+        """Hand out one more training: at most ``workers`` are ever queued, so a worker
+        orphaned by a killed parent finishes its own training and finds nothing more to do."""
+        k, job = queue.pop(0)
+        pending[pool.submit(_train_job, profile, *job, threads,
+                            f"[book {name}] model {k} of {len(todo)}: {job_name(*job)}",
+                            t0)] = job
+
+    # SIGTERM (kill, a scheduler's stop) ends the build like Ctrl-C: the workers are stopped
+    main_thread = threading.current_thread() is threading.main_thread()  # (signal's rule)
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
-        pending = {pool.submit(_train_job, profile, *job, threads,
-                               f"[book {name}] model {k} of {len(todo)}: {job_name(*job)}",
-                               t0): job for k, job in enumerate(todo, 1)}
+        for _ in range(workers):
+            submit_next()
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
@@ -544,14 +558,23 @@ def train_all(profile: str, jobs: list[tuple[str, int]], workers: int, t0: float
                 print(f"[book {name}] model {todo.index(job) + 1} of {len(todo)} done "
                       f"({len(finished)} of {len(todo)} finished): {job_name(*job)} in "
                       f"{seconds / 60:.1f} min, evaluated in {check:.0f} s; "
-                      f"{_elapsed(t0)}{left() if pending else ''}", flush=True)
+                      f"{_elapsed(t0)}{left() if pending or queue else ''}", flush=True)
+                if queue:
+                    submit_next()
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
         # an error or Ctrl-C: stop the other trainings (they resume from their checkpoints)
         procs = getattr(pool, "_processes", None) or {}  # the executor's {pid: process}
         for proc in list(procs.values()):
             proc.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
     return timings
+
+
+def _terminate(signum, frame):
+    """SIGTERM handler of :func:`train_all`: unwind (its ``finally`` stops the workers)."""
+    raise SystemExit(128 + signum)
 
 
 def _elapsed(t0: float) -> str:

@@ -4,6 +4,7 @@ study and the 2D-only realism test. Hand computations and tiny CPU trainings."""
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -344,24 +345,64 @@ def test_train_all_trains_two_at_a_time_then_reuses(tmp_path, capsys):
     params.write_text((REPO / "params" / "quick.yaml").read_text()
                       + "epochs: 1\ntrain_size: 2048\nval_size: 64\n")
     profile = str(params)
-    jobs = [("supervised", 0), ("vae", 0)]
+    jobs = [("supervised", 0), ("vae", 0), ("supervised", 1)]  # the third waits for a worker
     try:
         timings = train_all(profile, jobs, workers=2, t0=time.time())
         assert set(timings) == {"train supervised", "train vae", "check supervised",
-                                "check vae"}
+                                "check vae", "train supervised seed 1",
+                                "check supervised seed 1"}
         for job in jobs:
             assert Run(run_dir(profile, *job)).finished(model_config(profile, *job))
             for split in test_splits(profile):  # the results chapter's evaluations, cached
                 assert (run_dir(profile, *job) / f"eval-{split}.json").is_file()
         out = capsys.readouterr().out
-        assert "2 of 2 trainings to do, 2 at a time" in out and "(2 of 2 finished)" in out
+        assert "3 of 3 trainings to do, 2 at a time" in out and "(3 of 3 finished)" in out
         assert train_all(profile, jobs, workers=2, t0=time.time()) == {}
-        assert "all 2 trainings finished already" in capsys.readouterr().out
+        assert "all 3 trainings finished already" in capsys.readouterr().out
     finally:
         import shutil
 
         shutil.rmtree(REPO / "runs" / "pooltest", ignore_errors=True)
 
+
+
+def test_train_all_stops_its_workers_when_killed(tmp_path):
+    """SIGTERM to a build (kill, a scheduler) stops its training processes too, instead of
+    leaving them to run (and start the queued trainings) on their own."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lib.book import REPO
+
+    params = tmp_path / "killtest.yaml"
+    params.write_text((REPO / "params" / "quick.yaml").read_text() + "epochs: 50\n")
+    code = ("import time; from lib.book import train_all; "
+            f"train_all({str(params)!r}, [('vae', 0), ('vae', 1), ('vae', 2)], 2, time.time())")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:  # wait until both workers have started training
+            if "model 2 of 3" in line:
+                break
+        children = [int(p) for t in Path(f"/proc/{proc.pid}/task").iterdir()
+                    for p in (t / "children").read_text().split()]
+        assert len(children) >= 2  # the two workers (and multiprocessing's tracker)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) != 0
+        deadline = time.time() + 30
+        alive = children
+        while alive and time.time() < deadline:
+            alive = [p for p in alive if Path(f"/proc/{p}").exists()
+                     and "zombie" not in Path(f"/proc/{p}/status").read_text()]
+            time.sleep(0.2)
+        assert not alive, f"training processes {alive} outlived their killed build"
+    finally:
+        proc.kill()
+        import shutil
+
+        shutil.rmtree(REPO / "runs" / "killtest", ignore_errors=True)
 
 
 def test_test_time_flip_averages_the_mirrored_lift_and_stays_on_the_rays():
