@@ -45,6 +45,9 @@ DEFAULTS = {
     "batch_size": 2560,
     "lr": 2e-4,
     "lr_disc_scale": 1.0,  # the discriminator's learning rate, as a multiple of lr
+    # R1 gradient penalty of the discriminator (Mescheder et al. 2018): lambda_r1 / 2 times
+    # the mean squared norm of its logit's gradient at the real 2D poses (0: none)
+    "lambda_r1": 0.0,
     "lambda_recon": 1.0,
     "lambda_kld": 1e-3,
     "lambda_disc": 1e-3,
@@ -159,6 +162,8 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
         raise ConfigError(f"body_augment must lie in [0, 1], got {cfg['body_augment']!r}")
     if cfg["lr_disc_scale"] <= 0:
         raise ConfigError(f"lr_disc_scale must be positive, got {cfg['lr_disc_scale']!r}")
+    if cfg["lambda_r1"] < 0:
+        raise ConfigError(f"lambda_r1 must not be negative, got {cfg['lambda_r1']!r}")
     if cfg["lr"] <= 0:
         raise ConfigError(f"lr must be positive, got {cfg['lr']!r}")
     if cfg["noise_on"] not in ("real", "both"):

@@ -69,6 +69,15 @@ def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor,
     return real + fake
 
 
+def r1_penalty(logit_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of the squared norm of d logit / d input at the real poses
+    (``real`` must require grad and ``logit_real`` come from it): the R1 penalty, which keeps
+    the critic flat where the data are, so that it cannot sharpen without bound. Its graph
+    is kept, so that the penalty itself is trained on."""
+    (grad,) = torch.autograd.grad(logit_real.sum(), real, create_graph=True)
+    return grad.float().pow(2).sum(1).mean()
+
+
 def generator_adversarial_loss(d_fake: torch.Tensor) -> torch.Tensor:
     """Non-saturating generator loss: BCE-with-logits of the fakes against target 1,
     i.e. mean of -log(sigmoid(d_fake))."""

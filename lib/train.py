@@ -51,6 +51,7 @@ from .losses import (
     generator_adversarial_loss,
     kl_divergence,
     projection_loss,
+    r1_penalty,
     real_input_noise,
     supervised_loss,
 )
@@ -192,15 +193,20 @@ class Trainer:
             novel_seen = real_input_noise(novel, c["real_noise"], self.gen)
         else:
             novel_seen = novel
-        d_loss = d_real = d_fake = d_acc = zero
+        d_loss = d_real = d_fake = d_acc = r1 = zero
         if self.disc is not None:  # discriminator: real 2D (with noise) against novel views
             real = real_input_noise(x, c["real_noise"], self.gen)
+            if c["lambda_r1"] > 0:
+                real.requires_grad_(True)
             with self._autocast():
                 logits = self.disc(torch.cat([real, novel_seen.detach()])).float()
                 logit_real, logit_fake = logits[:len(x)], logits[len(x):]
                 d_loss = discriminator_loss(logit_real, logit_fake,
                                             (c["real_label_low"], c["real_label_high"]),
                                             self.gen)
+                if c["lambda_r1"] > 0:
+                    r1 = r1_penalty(logit_real, real)
+                    d_loss = d_loss + 0.5 * c["lambda_r1"] * r1
             self._update(self.opt_d, self.disc, d_loss, c["clip_disc"], None)
             d_real = torch.sigmoid(logit_real).mean().detach()
             d_fake = torch.sigmoid(logit_fake).mean().detach()
@@ -232,7 +238,7 @@ class Trainer:
             self.disc.requires_grad_(True)
         tilt_deg = torch.rad2deg(tilt_of(up_batch))
         return torch.stack([loss, proj, kld, adv, d_loss, d_real, d_fake, d_acc, hinge, sym,
-                            cyc, tilt, tilt_deg]).detach()
+                            cyc, tilt, tilt_deg, r1.detach()]).detach()
 
     @torch.no_grad()
     def _update_ema(self):
@@ -258,11 +264,12 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
         opt.step()
 
+    # r1: the discriminator's gradient penalty (lambda_r1), before its weight;
     # tilt: the downward-tilt prior; tilt_deg: how far the batch's own estimate of the vertical
     # (before any running average or clamp) leans towards the camera (degrees; the rig's
     # cameras look down by about 7.6)
     STATS = ("loss", "proj", "kld", "adv", "d_loss", "d_real", "d_fake", "d_acc", "hinge", "sym",
-             "cycle", "tilt", "tilt_deg")
+             "cycle", "tilt", "tilt_deg", "r1")
 
     # ---- epochs ----------------------------------------------------------------------
 

@@ -533,6 +533,29 @@ def test_running_vertical_blends_batches_and_rejects_a_momentum_of_one():
     torch.testing.assert_close(fake.up_run, second)
 
 
+def test_r1_penalty_is_the_squared_gradient_norm_at_the_reals(tmp_path):
+    """For a linear critic w.x + b the R1 penalty is |w|^2 at every pose; with a quadratic
+    critic sum(x^2) it is mean(4 |x|^2). Training with lambda_r1 logs the penalty and keeps
+    the weights finite; a negative weight is refused."""
+    from lib.losses import r1_penalty
+    from lib.train import Trainer
+
+    w = torch.tensor([1.0, -2.0, 0.5])
+    x = torch.randn(8, 3, requires_grad=True)
+    assert r1_penalty(x @ w + 3.0, x).item() == pytest.approx(w.pow(2).sum().item())
+    y = torch.randn(8, 3, requires_grad=True)
+    penalty = r1_penalty(y.pow(2).sum(1), y)
+    assert penalty.item() == pytest.approx(4 * y.pow(2).sum(1).mean().item(), rel=1e-5)
+    penalty.backward()  # its graph is kept: the penalty is itself differentiable
+    torch.testing.assert_close(y.grad, 8 * y / len(y))
+    with pytest.raises(ConfigError, match="lambda_r1"):
+        make_config({"lambda_r1": -1.0})
+    t = Trainer({**TINY, "mode": "det_gan", "lambda_r1": 1e-3}, tmp_path, TRAIN, VAL)
+    stats = t.train_epoch()
+    assert stats["r1"] > 0 and math.isfinite(stats["d_loss"])
+    assert Trainer({**TINY, "mode": "det_gan"}, tmp_path, TRAIN, VAL).train_epoch()["r1"] == 0
+
+
 def test_the_discriminator_learns_at_its_own_multiple_of_the_learning_rate(tmp_path):
     """lr_disc_scale s: after an epoch of the cosine schedule, the discriminator's learning
     rate is s times the lifter's; a non-positive scale is refused."""
