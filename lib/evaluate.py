@@ -211,6 +211,13 @@ def trivial_baselines(train: dict, test: dict) -> dict:
             "flat": summarize(flat, gt, groups, names)}
 
 
+def depth_spread(split: dict) -> float:
+    """How much depth a split holds for a lifter to recover: the standard deviation (mm) of
+    its joints' depth along the camera axis, the root's subtracted (the flat baseline's
+    whole depth error before alignment)."""
+    return float(center(split["pose3d"])[..., 2].std())
+
+
 def baselines_for(cfg: dict, splits) -> dict:
     """{"flat" | "mean_pose": {split: summary without per-group detail}} for a config's data."""
     train = D.load(cfg, "train")

@@ -102,7 +102,21 @@ def rig_context(study: dict, model: str = "ours") -> str:
             f"other bodies. On the same takes, the error of {model} grows from {own:.1f} mm "
             f"(BNMD-17's body) to {rig:.1f} mm (the other bodies), {rig / own:.2f} times as "
             f"much; the flat baseline's grows from {f_own:.1f} to {f_rig:.1f} mm, "
-            f"{f_rig / f_own:.2f} times: wider bodies hold more depth to recover.")
+            f"{f_rig / f_own:.2f} times: wider bodies hold more depth to recover."
+            + _depth_context(study, model, rig / f_rig, own / f_own))
+
+
+def _depth_context(study: dict, model: str, rig_share: float, own_share: float) -> str:
+    """The split's depth spread (``study["depth_spread"]``, lib.evaluate.depth_spread) and
+    the model's error as a share of the flat baseline's on both splits."""
+    spread = study.get("depth_spread", {})
+    if RIG_SPLIT not in spread or RIG_TAKES not in spread:
+        return ""
+    d_rig, d_own = spread[RIG_SPLIT], spread[RIG_TAKES]
+    return (f" The joints' depth about the root spreads {d_rig / d_own:.2f} times as far on the "
+            f"other bodies ({d_rig:.0f} mm standard deviation against {d_own:.0f} mm), and "
+            f"the error of {model} is {rig_share:.2f} of the flat baseline's on them against "
+            f"{own_share:.2f} on BNMD-17's body.")
 
 
 def summary(study: dict, model: str, label: str, reference: str | None = None,

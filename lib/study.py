@@ -110,7 +110,7 @@ def realism_checks(profile: str, model: str, seed: int = 0) -> dict:
 
 def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool = True) -> dict:
     """Train (or reuse) and evaluate every (model, seed); the study's JSON-ready dict."""
-    from .evaluate import baselines_for
+    from .evaluate import baselines_for, depth_spread
 
     check(profile, models, seeds)
     splits = list(splits or test_splits(profile))
@@ -151,7 +151,9 @@ def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool 
             out["critic_accuracy"][model] = aggregate(critic)
         if critic_camera:
             out["critic_accuracy_camera"][model] = aggregate(critic_camera)
-    out["baselines"] = baselines_for(model_config(profile, models[0]), splits)
+    cfg = model_config(profile, models[0])
+    out["baselines"] = baselines_for(cfg, splits)
+    out["depth_spread"] = {s: depth_spread(D.load(cfg, s)) for s in splits}  # mm
     return out
 
 

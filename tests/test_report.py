@@ -1,5 +1,8 @@
 """Computed sentences (lib/report.py) on made-up study results, including a losing model."""
 
+import numpy as np
+import pytest
+
 from lib.report import ablation, mean_std, rig_context, rig_targets, summary, targets
 
 
@@ -268,6 +271,22 @@ def test_rig_context_compares_the_same_takes_on_two_bodies():
     assert "from 48.0 mm (BNMD-17's body) to 60.0 mm (the other bodies), 1.25 times" in text
     assert "from 66.0 to 82.5 mm, 1.25 times" in text
     assert rig_context({**s, "splits": ["test_unseen_rig"]}) == ""
+    assert "spreads" not in text  # a study without the depth spreads says nothing of them
+    s["depth_spread"] = {"test_unseen_styles": 120.0, "test_unseen_rig": 150.0}
+    assert ("spreads 1.25 times as far on the other bodies (150 mm standard deviation "
+            "against 120 mm), and the error of ours is 0.73 of the flat baseline's on them "
+            "against 0.73 on BNMD-17's body") in rig_context(s)
+
+
+def test_depth_spread_is_the_root_relative_depths_standard_deviation():
+    from lib.evaluate import depth_spread
+
+    pose = np.zeros((2, 17, 3), dtype=np.float32)
+    pose[:, :, 2] = 1000.0  # the root's own depth does not count
+    pose[0, 1:, 2] += 30.0
+    pose[1, 1:, 2] -= 30.0
+    expected = np.std(np.r_[np.zeros(1), np.full(16, 30.0), np.zeros(1), np.full(16, -30.0)])
+    assert depth_spread({"pose3d": pose}) == pytest.approx(expected)
 
 
 def test_realism_check_says_which_axis_penalises_true_3d():

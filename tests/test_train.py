@@ -58,7 +58,7 @@ TINY = dict(width=32, latent=8, batch_size=256, epochs=2, lr=1e-3, progress=Fals
             device="cpu", val_size=256, kld_warmup=1, kld_cycle=2, kld_hold=1,
             checkpoint_every=1)
 HISTORY_KEYS = {"loss", "proj", "kld", "adv", "d_loss", "d_real", "d_fake", "d_acc", "hinge",
-                "sym", "cycle", "tilt", "tilt_deg", "epoch", "beta", "lr", "seconds", "poses",
+                "sym", "cycle", "tilt", "tilt_deg", "r1", "epoch", "beta", "lr", "seconds", "poses",
                 "val_pa_mpjpe", "val_depth_corr", "val_pa_mpjpe_reflect", "val_hist"}
 
 
