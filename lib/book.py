@@ -84,7 +84,8 @@ MODELS = {
 # below), the vertical's tilt held in 0-30 degrees over seeds 0 to 2, and twice the instance
 # noise over seed 0 (method chapter); then, on ours, the R1 gradient penalty of the
 # discriminator (lambda_r1 0.001) over seeds 0 and 1, whose lifted worlds both settled
-# leaning away from the camera (realism-test critic accuracy 95 and 94%). Not part of the book; a study trains them:
+# leaning away from the camera (realism-test critic accuracy 95 and 94%). Not part of the
+# book; a study trains them:
 #     python -m lib.study --params default --models ours_camera ours_sym0.1 ours_sym1 --seeds 2
 #     python -m lib.study --params default --models ours_last ours_tilt ours_upema ours_clamp \
 #         ours_noise2 --seeds 3
