@@ -34,7 +34,9 @@ def fake_split(n: int, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     pose3d = torch.randn(n, 17, 3, generator=g).numpy() * 300 + [0, 0, 5000]
     pose2d = pose3d[..., :2] / pose3d[..., 2:] * 1150 + 500
-    return {"pose3d": pose3d.astype("float32"), "pose2d": pose2d.astype("float32")}
+    camera = torch.randint(0, 4, (n,), generator=g).numpy()  # which rig camera (body_augment)
+    return {"pose3d": pose3d.astype("float32"), "pose2d": pose2d.astype("float32"),
+            "camera": camera}
 
 
 def time_fast(tr: Trainer, steps: int) -> float:

@@ -98,6 +98,10 @@ DEFAULTS = {
     "select_epochs": 0,
     # at evaluation and lifting: the weights that selection chose (true) or the last epoch's
     "use_selection": True,
+    # train the model this many times from different seeds (restart k of seed s is the run
+    # of seed s + 100 k) and keep the one whose kept weights the 2D-only realism test scores
+    # best (lib.runs.choose_restart; needs select_epochs); 1 = one training
+    "restarts": 1,
     "lr_schedule": "constant",  # "constant" or "cosine" (decays to 0 at the last epoch)
     # after training, pick the depth sign whose knees bend forwards on training 2D poses
     # (lib.priors.orientation); applied to predictions, the weights are not changed
@@ -105,7 +109,9 @@ DEFAULTS = {
     # runtime
     "device": "auto",  # "auto", "cpu", "cuda", "cuda:1", ...
     "seed": 0,
-    "bf16": False,  # bfloat16 autocast of the matrix products (CUDA, or a CPU with AVX-512 BF16)
+    # bfloat16 autocast of the matrix products: true, false, or "auto" (where the hardware
+    # does bfloat16 natively: a CUDA GPU that supports it, a CPU with AVX-512 BF16 or AMX)
+    "bf16": False,
     "compile": False,  # torch.compile the networks: false, true or "reduce-overhead"
     "tf32": True,  # TensorFloat-32 matrix products on CUDA
     "checkpoint_every": 10,
@@ -117,7 +123,7 @@ DEFAULTS = {
 # keys that may change between a checkpoint and its resumption (how, not what, is trained)
 RUNTIME_KEYS = frozenset({"device", "compile", "bf16", "tf32", "progress", "epochs",
                           "checkpoint_every", "val_every", "orient", "flip_test",
-                          "use_selection"})
+                          "use_selection", "restarts"})
 
 
 class ConfigError(ValueError):
@@ -180,6 +186,11 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
                           f"-90 <= low <= high <= 90, got {rng!r}")
     if cfg["select_epochs"] < 0:  # more than there are epochs: all of them
         raise ConfigError(f"select_epochs must not be negative, got {cfg['select_epochs']!r}")
+    if not _is_int(cfg["restarts"]) or cfg["restarts"] < 1:
+        raise ConfigError(f"restarts must be a positive integer, got {cfg['restarts']!r}")
+    if cfg["restarts"] > 1 and not cfg["select_epochs"]:
+        raise ConfigError("restarts > 1 needs select_epochs >= 1: the 2D-only realism test "
+                          "that chooses among the restarts scores the weights they kept")
     if not 0 <= cfg["up_momentum"] < 1:
         raise ConfigError(f"up_momentum must lie in [0, 1), got {cfg['up_momentum']!r}")
     if not 0 <= cfg["ema"] < 1:
@@ -197,6 +208,8 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
     if cfg["orient"] and not cfg["depth_only"]:
         raise ConfigError("orient mirrors predicted depths, which keeps the input exactly only "
                           "for a depth_only lifter")
+    if not (isinstance(cfg["bf16"], bool) or cfg["bf16"] == "auto"):
+        raise ConfigError(f"bf16 must be true, false or 'auto', got {cfg['bf16']!r}")
     if cfg["compile"] not in (False, True, "reduce-overhead", "max-autotune"):
         raise ConfigError(f"compile must be false, true, 'reduce-overhead' or 'max-autotune', "
                           f"got {cfg['compile']!r}")
@@ -226,7 +239,7 @@ def check_types(cfg: dict) -> None:
     not 1), finite numbers where it is a float, true/false where it is a boolean."""
     for key, default in DEFAULTS.items():
         v = cfg[key]
-        if isinstance(default, bool) and key != "compile":
+        if isinstance(default, bool) and key not in ("compile", "bf16"):
             ok, what = isinstance(v, bool), "true or false"
         elif _is_int(default) and key != "seed":
             ok, what = _is_int(v), "a whole number"
@@ -262,6 +275,29 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(str(name))
+
+
+def bf16_enabled(setting, device: torch.device) -> bool:
+    """Whether a run autocasts to bfloat16: ``setting`` (the ``bf16`` key) unless "auto",
+    which means where the device computes bfloat16 natively (emulated, it is slower than
+    float32: 2.4x on a 2-core AVX-512 CPU without BF16, ``python -m lib.bench --variants``)."""
+    if setting != "auto":
+        return bool(setting)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_bf16()
+
+
+def cpu_has_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+    """True if the CPU's flags (Linux's ``/proc/cpuinfo``) name AVX-512 BF16 or AMX-BF16;
+    False where they cannot be read."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
+                  if ln.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def parse_overrides(items: list[str]) -> dict:

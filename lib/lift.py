@@ -110,7 +110,10 @@ class PoseLifter:
 
     @classmethod
     def from_run(cls, path, device: str = "auto", allow_unfinished: bool = False) -> PoseLifter:
-        run = Run(path)
+        """The run in folder ``path``; for a model trained as several restarts (its first
+        restart's folder, e.g. ``runs/default/ours``), the restart the 2D test chose
+        (:meth:`lib.runs.Run.chosen`); ``source`` names the folder that predicts."""
+        run = Run(Run(path).chosen())
         if not run.path.is_dir():
             raise LiftError(f"{run.path}: no such run folder")
         if not allow_unfinished and not run.finished():
@@ -356,7 +359,7 @@ def main(argv=None) -> None:
             plot_result(args.plot, h36m, res)
         except LiftError as e:
             sys.exit(f"error: {e}")
-    print(json.dumps({"run": args.run, "input": args.input, "frames": len(kp),
+    print(json.dumps({"run": lifter.source, "input": args.input, "frames": len(kp),
                       "lifted": len(res.frames), "skipped": len(res.skipped), "out": args.out,
                       "units": "mm of the training body, root-relative, camera axes"}))
 

@@ -270,6 +270,32 @@ def seed_checks(study: dict, model: str, label: str, split: str = "test_unseen_s
                "in another order than their 3D error."))
 
 
+def restarts(study: dict, model: str = "ours", split: str = "test_unseen_styles") -> str:
+    """The 2D test's choice among ``model``'s trainings of each seed (``study["restarts"]``),
+    and, where it kept another than the first, the PA-MPJPE on ``split`` of the first
+    (``<model>_one``'s) and of the one kept: what the choice changed, per seed."""
+    choices = study.get("restarts", {}).get(model)
+    if not choices or any(c is None for c in choices):
+        return ""
+    first = study["models"].get(f"{model}_one", {}).get(split, {}).get("pa_mpjpe")
+    kept = study["models"][model][split]["pa_mpjpe"]["values"]
+    parts, switched = [], 0
+    for seed, c in enumerate(choices):
+        k = c["runs"].index(c["chosen"])
+        scores = " and ".join(f"{a:.1f}%" for a in c["critic_accuracy"])
+        part = f"seed {seed}: {scores}, kept training {k + 1}"
+        if k and first is not None and seed < len(first["values"]):
+            switched += 1
+            part += f" ({first['values'][seed]:.1f} -> {kept[seed]:.1f} mm)"
+        parts.append(part)
+    n = len(choices)
+    return (f"The realism test's scores of each seed's trainings (critic seed 1, 2D only; "
+            f"the lower is kept), with the PA-MPJPE on {split_name(split)} where the test "
+            f"kept another training than the first: " + "; ".join(parts) + ". "
+            + (f"The choice changed the model on {switched} of {n} seeds." if switched
+               else f"The first training was kept on all {n} seeds."))
+
+
 # how far one run's realism-test score moves between critic seeds (seeds 0-2 of the critic on
 # the default profile's ours runs: up to 8 points); a difference below it is not read
 CRITIC_SPREAD = 5.0

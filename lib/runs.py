@@ -55,6 +55,7 @@ class Run:
         self.sign_path = self.path / "depth_sign"  # written by orient()
         self.selected_path = self.path / "selected.pt"  # written by select()
         self.selection_path = self.path / "selection.json"
+        self.restarts_path = self.path / "restarts.json"  # written by lib.book.ensure_run
 
     def candidate_path(self, epoch: int) -> Path:
         """Where training keeps an epoch's averaged weights for :meth:`select`."""
@@ -149,6 +150,23 @@ class Run:
             {"critic_seed": seed, "critic_accuracy": scores, "chosen": best}).encode()))
         return best
 
+    def chosen(self) -> Path:
+        """The folder that predicts for this run: where the model was trained as several
+        restarts and this is the first, the one the 2D test chose (``restarts.json``, see
+        :func:`choose_restart`), else this folder."""
+        if not self.restarts_path.is_file():
+            return self.path
+        return self.path.parent / json.loads(self.restarts_path.read_text())["chosen"]
+
+    def selection_score(self) -> float:
+        """The realism-test critic accuracy (%) of the weights :meth:`select` chose: the
+        lowest of the run's kept weights (``selection.json``), what :func:`choose_restart`
+        compares."""
+        if not self.selection_path.is_file():
+            raise RunError(f"{self.selection_path}: no 2D-test scores to choose a restart by "
+                           f"(train with select_epochs >= 1)")
+        return min(json.loads(self.selection_path.read_text())["critic_accuracy"].values())
+
     def orient(self, train: dict, n: int = 20000) -> float:
         """Choose the run's depth sign from 2D alone and store it beside the checkpoint.
 
@@ -199,6 +217,21 @@ class Run:
     def oriented(self) -> bool:
         """True if :meth:`orient` chose a depth sign for the current checkpoint."""
         return self.sign_path.is_file()
+
+
+def choose_restart(folders) -> tuple[Path, list[float]]:
+    """The restart a model keeps, from 2D alone: of finished runs of one configuration with
+    different seeds, the one whose chosen weights the realism test (critic seed 1, see
+    :meth:`Run.select`) scores lowest, the first on a tie. A GAN's seed can settle in a bad
+    phase that its own epochs cannot leave (lib.book, OURS); the test tells such a run from
+    a good one without reading any 3D. Returns (its folder, every restart's score)."""
+    folders = [Path(f) for f in folders]
+    if not folders:
+        raise RunError("no restarts to choose from")
+    if len(folders) == 1:
+        return folders[0], []
+    scores = [Run(f).selection_score() for f in folders]
+    return folders[scores.index(min(scores))], scores
 
 
 def read_checkpoint(path: str | os.PathLike, device="cpu") -> dict:

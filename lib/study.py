@@ -11,7 +11,8 @@ run) and writes one JSON file::
     {"profile": ..., "seeds": [0, 1, 2], "splits": [...],
      "models": {model: {split: {metric: {"mean", "std", "values"}}}},
      "baselines": {"flat" | "mean_pose": {split: {metric: value}}},
-     "train_seconds": {model: [seconds per seed]},
+     "train_seconds": {model: [seconds per seed, all its restarts]},
+     "restarts": {model: [per seed {"chosen", "runs", "critic_accuracy", "critic_seed"}]},
      "backward_knees": {model: {"mean", "std", "values"}},
      "critic_accuracy": {model: {"mean", "std", "values"}}}
 
@@ -19,7 +20,8 @@ run) and writes one JSON file::
 (``lib.runs.Run.backward_knees``), and ``critic_accuracy`` (for the depth-only lifters: ours
 and its ablations) the 2D-only realism test's held-out accuracy (``lib.evaluate.realism_test``
 with novel views about the world's vertical, lower is more plausible): both read no 3D, so
-they may judge unsupervised models.
+they may judge unsupervised models. ``restarts`` records, for a model trained several times
+per seed (``restarts`` in its configuration), the realism test's choice among the trainings.
 
 The standard deviation is the sample standard deviation over seeds (0 for one seed). The
 book reads this file; nothing in it is chosen by looking at the test error.
@@ -35,16 +37,21 @@ from pathlib import Path
 from . import data as D
 from .book import (
     ABLATION,
+    CHECKED_VARIANTS,
     KNOWN,
     MODELS,
     OURS_CAMERA,
+    RESTART_STRIDE,
     SEED_MODELS,
     VARIANTS,
+    ensure_run,
     ensure_trained,
     evaluation,
     model_config,
     params_path,
     profile_name,
+    restart_choice,
+    restart_seeds,
     run_dir,
     test_splits,
 )
@@ -70,6 +77,9 @@ def check(profile: str, models, seeds: int) -> None:
     """Stop before any training when the study cannot be done as asked."""
     if seeds < 1:
         raise StudyError(f"a study needs at least 1 seed, got {seeds}")
+    if seeds > RESTART_STRIDE:
+        raise StudyError(f"a study takes at most {RESTART_STRIDE} seeds (the seeds above are "
+                         f"restarts), got {seeds}")
     unknown = [m for m in models if m not in KNOWN]
     if unknown:
         raise StudyError(f"unknown model(s) {unknown}; known: {sorted(KNOWN)}")
@@ -102,7 +112,7 @@ def realism_checks(profile: str, model: str, seed: int = 0) -> dict:
     """The realism tests a study reads of one run, by axis (cached beside it): about the
     world's vertical ("up") for a depth-only lifter (ours and its ablations), and about the
     camera's too for the two sides of the view-axis lever (:data:`BOTH_AXES`)."""
-    run = run_dir(profile, model, seed)
+    run = ensure_run(profile, model, seed)
     axes = (("up",) if model_config(profile, model)["depth_only"] else ()) + (
         ("camera",) if model in BOTH_AXES else ())
     return {axis: realism(run, axis) for axis in axes}
@@ -118,6 +128,7 @@ def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool 
            "models": {}, "train_seconds": {}}
     out["backward_knees"], out["critic_accuracy"], out["critic_accuracy_camera"] = {}, {}, {}
     out["critic_axis"] = "up"  # critic_accuracy's; critic_accuracy_camera: the first version
+    out["restarts"] = {}  # model -> per seed: the 2D test's choice among its restarts
     total = len(models) * seeds
     train = None
     for i, model in enumerate(models):
@@ -131,12 +142,14 @@ def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool 
                 res = evaluation(profile, model, s, seed=seed)
                 for k in METRICS:
                     per_split[s][k].append(res[k])
-            seconds.append(train_seconds(run_dir(profile, model, seed)))
-            if model in VARIANTS:  # its model's run: the 2D-only checks are that model's
+            base = VARIANTS.get(model, model)
+            seconds.append(sum(train_seconds(run_dir(profile, base, s))
+                               for s in restart_seeds(profile, model, seed)))
+            if model in VARIANTS and model not in CHECKED_VARIANTS:  # its model's checks
                 continue
             if train is None:
                 train = D.load(model_config(profile, model), "train")
-            knees.append(Run(run_dir(profile, model, seed)).backward_knees(train))
+            knees.append(Run(ensure_run(profile, model, seed)).backward_knees(train))
             scores = realism_checks(profile, model, seed)
             if "up" in scores:
                 critic.append(scores["up"])
@@ -144,7 +157,10 @@ def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool 
                 critic_camera.append(scores["camera"])
         out["models"][model] = {s: {k: aggregate(v) for k, v in per_split[s].items()}
                                 for s in splits}
-        out["train_seconds"][model] = seconds
+        out["train_seconds"][model] = seconds  # all of a seed's restarts
+        if model not in VARIANTS and len(restart_seeds(profile, model)) > 1:
+            out["restarts"][model] = [restart_choice(profile, model, seed)
+                                      for seed in range(seeds)]
         if knees:
             out["backward_knees"][model] = aggregate(knees)
         if critic:
@@ -170,7 +186,7 @@ def book_results(profile: str, seeds: int) -> dict:
         more = run_study(profile, [m for m in MODELS if m not in SEED_MODELS and plan[m] == n],
                          n, progress=False)
         for key in ("models", "train_seconds", "backward_knees", "critic_accuracy",
-                    "critic_accuracy_camera"):
+                    "critic_accuracy_camera", "restarts"):
             res[key].update(more[key])
     res["seeds_per_model"] = {m: plan[m] for m in res["models"]}
     res["labels"] = {m: LABELS[m] for m in res["models"]}

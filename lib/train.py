@@ -29,7 +29,14 @@ from . import distributed as dist
 from .bodies import random_factors, rebody
 from .camera import Rig
 from .camera import project as project_px
-from .config import ConfigError, load_params, make_config, parse_overrides, pick_device
+from .config import (
+    ConfigError,
+    bf16_enabled,
+    load_params,
+    make_config,
+    parse_overrides,
+    pick_device,
+)
 from .diagnose import depth_correlation
 from .geometry import (
     Normalizer,
@@ -74,6 +81,7 @@ class Trainer:
         self.out = Path(out)
         # under torchrun: this process's rank, the number of ranks, and its device
         self.rank, self.world, self.device = dist.init(pick_device(cfg["device"]))
+        self.bf16 = bf16_enabled(cfg["bf16"], self.device)  # "auto" resolved for this device
         torch.manual_seed(cfg["seed"])
         self.gen = torch.Generator(self.device).manual_seed(cfg["seed"])
         if train is None:
@@ -131,8 +139,7 @@ class Trainer:
     # ---- one optimisation step -------------------------------------------------------
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16,
-                              enabled=self.cfg["bf16"])
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _novel_views(self, pose3d: torch.Tensor,
                      up: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_train import STANDING, TINY, TRAIN, VAL
 
-from lib.book import OURS
+from lib.book import OURS_ONE as OURS  # one training of ours
 from lib.config import ConfigError, make_config
 from lib.geometry import project, random_rotation_y, rotation_matrices
 from lib.losses import cycle_loss
@@ -430,17 +430,21 @@ def test_a_variant_evaluates_its_models_runs_and_is_no_training_job():
         SEED_MODELS,
         VARIANTS,
         model_config,
+        restart_seeds,
         run_dir,
         seed_plan,
     )
 
-    assert VARIANTS == {"ours_last": "ours", "ours_noflip": "ours"}
+    assert VARIANTS == {"ours_one": "ours", "ours_last": "ours", "ours_noflip": "ours"}
     plan = seed_plan(3)
     assert plan["ours_noflip"] == plan["ours"] == 3 and plan["vae_gan"] == 3
     assert set(ABLATION_SEEDS) == set(ABLATION) - set(VARIANTS)
     assert all(plan[m] == ABLATION_SEEDS[m] for m in ABLATION_SEEDS)
     assert plan["ours_camera"] == 1 and plan["ours_base"] == 1
-    assert sum(plan[m] for m in MODELS if m not in VARIANTS) == 17  # the default build's trainings
+    assert sum(plan[m] for m in MODELS if m not in VARIANTS) == 17  # models x seeds
+    trainings = sum(len(restart_seeds("default", m, s)) for m in MODELS if m not in VARIANTS
+                    for s in range(plan[m]))
+    assert trainings == 20  # the default build's: ours twice per seed
     assert all(plan[m] == 1 for m in MODELS if m not in (*SEED_MODELS, *ABLATION))
     assert seed_plan(1) == {m: 1 for m in MODELS}
     assert run_dir("quick", "ours_noflip", 2) == run_dir("quick", "ours", 2)
@@ -448,17 +452,20 @@ def test_a_variant_evaluates_its_models_runs_and_is_no_training_job():
     assert a["flip_test"] and not b["flip_test"]
     assert {k for k in a if a[k] != b[k]} == {"flip_test"}  # nothing that trains differs
     c = model_config("quick", "ours_last")
-    assert {k for k in a if a[k] != c[k]} == {"use_selection"} and not c["use_selection"]
+    assert {k for k in a if a[k] != c[k]} == {"use_selection", "restarts"}
+    assert not c["use_selection"] and c["restarts"] == 1
+    d = model_config("quick", "ours_one")
+    assert {k for k in a if a[k] != d[k]} == {"restarts"} and d["restarts"] == 1
 
 
 def test_levers_tried_and_not_kept_train_on_request_but_not_in_the_book():
     from lib.book import LABELS, MODELS, TRIED, model_config, seed_plan
 
     assert set(TRIED).isdisjoint(MODELS) and set(TRIED).isdisjoint(seed_plan(3))
-    tried_on = {"ours_sym0.1": "ours_camera", "ours_sym1": "ours_camera", "ours_tilt": "ours",
-                "ours_upema": "ours", "ours_noise2": "ours", "ours_clamp": "ours",
-                "ours_r1": "ours"}
-    on_ours_now = {"ours_r1"}  # tried on ours as it is, with its selection of an epoch
+    tried_on = {"ours_sym0.1": "ours_camera", "ours_sym1": "ours_camera",
+                "ours_tilt": "ours_one", "ours_upema": "ours_one", "ours_noise2": "ours_one",
+                "ours_clamp": "ours_one", "ours_r1": "ours_one"}
+    on_ours_now = {"ours_r1"}  # tried on ours with its selection of an epoch, one training
     lever = {"ours_sym0.1": "lambda_sym", "ours_sym1": "lambda_sym", "ours_tilt": "lambda_tilt",
              "ours_upema": "up_momentum", "ours_noise2": "real_noise",
              "ours_clamp": "up_tilt_range", "ours_r1": "lambda_r1"}
@@ -466,7 +473,7 @@ def test_levers_tried_and_not_kept_train_on_request_but_not_in_the_book():
     for name in TRIED:
         cfg, base = model_config("quick", name), model_config("quick", tried_on[name])
         changed = {k for k in cfg if cfg[k] != base[k]}
-        if tried_on[name] == "ours" and name not in on_ours_now:  # before the selection
+        if tried_on[name] == "ours_one" and name not in on_ours_now:  # before the selection
             assert changed == {lever[name], "select_epochs"} and cfg["select_epochs"] == 0
         else:
             assert changed == {lever[name]}
@@ -479,8 +486,8 @@ def test_the_ablation_of_ours_removes_one_lever_at_a_time():
     the results chapter says it adds), starting from ours."""
     from lib.book import model_config
 
-    chain = ["ours", "ours_camera", "ours_noise", "ours_hinge", "ours_base"]
-    levers = [{"view_axis"}, {"body_augment"}, {"noise_on"}, {"lambda_hinge"}]
+    chain = ["ours", "ours_one", "ours_camera", "ours_noise", "ours_hinge", "ours_base"]
+    levers = [{"restarts"}, {"view_axis"}, {"body_augment"}, {"noise_on"}, {"lambda_hinge"}]
     for a, b, lever in zip(chain[:-1], chain[1:], levers, strict=True):
         ca, cb = model_config("quick", a), model_config("quick", b)
         assert {k for k in ca if ca[k] != cb[k]} == lever, (a, b)

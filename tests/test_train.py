@@ -276,7 +276,7 @@ def test_bad_parameters_are_clear_errors(tmp_path):
     ("seed", -1, "seed must be a whole number >= 0"),
     ("frame_step", 0, "frame_step must be a positive integer, got 0"),
     ("epochs", True, "epochs must be a whole number, got True"),
-    ("bf16", 1, "bf16 must be true or false, got 1"),
+    ("bf16", 1, "bf16 must be true, false or 'auto', got 1"),
     ("lambda_hinge", -1, "lambda_hinge must not be negative"),
 ])
 def test_ill_typed_or_out_of_range_values(key, value, message):
