@@ -467,7 +467,7 @@ class Trainer:
             # a fresh run: nothing of an earlier run in this folder may survive to be
             # resumed or reported under this configuration
             for stale in (run.history_path, run.checkpoint, run.done_path, run.sign_path,
-                          *run.evaluations()):
+                          run.restarts_path, *run.evaluations()):
                 stale.unlink(missing_ok=True)
         run.write_config(self.cfg)
 

@@ -137,3 +137,17 @@ def test_ours_trains_each_restart_and_predicts_with_the_one_the_2d_test_kept(tmp
         assert PoseLifter.from_run(first).source == str(chosen)
     finally:
         shutil.rmtree(REPO / "runs" / "restarttest", ignore_errors=True)
+
+
+def test_a_fresh_training_forgets_an_earlier_choice_of_restart(tmp_path):
+    """restarts.json belongs to the trainings it compared: training the folder afresh drops
+    it, so lib.lift cannot follow a choice made among runs that no longer exist."""
+    from test_train import TINY, TRAIN, VAL
+
+    from lib.train import Trainer
+
+    run = Run(tmp_path / "ours")
+    run.path.mkdir()
+    run.restarts_path.write_text(json.dumps({"chosen": "ours-seed100"}))
+    Trainer({**TINY, "epochs": 1}, run.path, train=TRAIN, val=VAL).fit(force=True)
+    assert not run.restarts_path.exists() and run.chosen() == run.path
