@@ -517,10 +517,11 @@ def job_cost(cfg: dict) -> float:
 
 def _train_job(profile: str, model: str, seed: int, threads: int, line: str,
                t0: float) -> tuple[float, float]:
-    """One training in a worker process: ``ensure_run`` on ``threads`` threads, no bar (two
-    bars would garble each other), then the run's evaluations and 2D-only checks that the
-    results chapter reads (``lib.study.prepare``, cached beside the run); ``line`` is printed
-    as it starts, with the time since ``t0``. Returns the seconds of both parts."""
+    """One training in a worker process: this (model, seed) alone on ``threads`` threads, no
+    bar (two bars would garble each other); then, once every restart of the model's seed is
+    finished, the evaluations and 2D-only checks that the results chapter reads
+    (``lib.study.prepare``, cached beside the run); ``line`` is printed as it starts, with
+    the time since ``t0``. Returns the seconds of both parts."""
     import torch
 
     from .study import prepare
@@ -534,7 +535,7 @@ def _train_job(profile: str, model: str, seed: int, threads: int, line: str,
                    run_dir(profile, model, seed))  # this training alone, not its restarts
     t_check = time.perf_counter()
     base = seed % RESTART_STRIDE  # the model's seed that this training is a restart of
-    if all(Run(run_dir(profile, model, s)).finished()
+    if all(Run(run_dir(profile, model, s)).finished(model_config(profile, model, s))
            for s in restart_seeds(profile, model, base)):  # else the last restart prepares
         prepare(profile, model, base)
     return t_check - t, time.perf_counter() - t_check

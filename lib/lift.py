@@ -33,7 +33,7 @@ import torch
 from .config import pick_device
 from .geometry import C, Normalizer, apply_mask
 from .models import predict
-from .runs import Run
+from .runs import Run, RunError
 from .skeleton import JOINTS, SCALE_CHAIN
 
 # COCO-17 keypoint order, as detectors (Detectron2, MMPose, OpenPifPaf, YOLO-pose) write it
@@ -113,7 +113,10 @@ class PoseLifter:
         """The run in folder ``path``; for a model trained as several restarts (its first
         restart's folder, e.g. ``runs/default/ours``), the restart the 2D test chose
         (:meth:`lib.runs.Run.chosen`); ``source`` names the folder that predicts."""
-        run = Run(Run(path).chosen())
+        try:
+            run = Run(Run(path).chosen())
+        except RunError as e:  # a choice among restarts that no longer holds
+            raise LiftError(str(e)) from None
         if not run.path.is_dir():
             raise LiftError(f"{run.path}: no such run folder")
         if not allow_unfinished and not run.finished():

@@ -284,8 +284,8 @@ def restarts(study: dict, model: str = "ours", split: str = "test_unseen_styles"
         k = c["runs"].index(c["chosen"])
         scores = " and ".join(f"{a:.1f}%" for a in c["critic_accuracy"])
         part = f"seed {seed}: {scores}, kept training {k + 1}"
+        switched += k > 0
         if k and first is not None and seed < len(first["values"]):
-            switched += 1
             part += f" ({first['values'][seed]:.1f} -> {kept[seed]:.1f} mm)"
         parts.append(part)
     n = len(choices)

@@ -156,7 +156,13 @@ class Run:
         :func:`choose_restart`), else this folder."""
         if not self.restarts_path.is_file():
             return self.path
-        return self.path.parent / json.loads(self.restarts_path.read_text())["chosen"]
+        record = json.loads(self.restarts_path.read_text())
+        chosen = self.path.parent / record["chosen"]
+        if record["chosen"] not in record.get("runs", []) or not Run(chosen).finished():
+            raise RunError(f"{self.restarts_path}: names {record['chosen']!r}, which is not a "
+                           f"finished restart of this run; build again (python -m lib.book) "
+                           f"or delete the file to use this folder's own training")
+        return chosen
 
     def selection_score(self) -> float:
         """The realism-test critic accuracy (%) of the weights :meth:`select` chose: the
@@ -211,7 +217,7 @@ class Run:
         if path.is_file() and path.stat().st_mtime >= self.checkpoint.stat().st_mtime:
             return json.loads(path.read_text())
         res = compute()
-        path.write_text(json.dumps(res))
+        atomic_write(path, lambda f: f.write(json.dumps(res).encode()))  # never half a file
         return res
 
     def oriented(self) -> bool:

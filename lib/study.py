@@ -63,7 +63,7 @@ from .runs import Run
 BUILD_DIR = REPO / "_build"
 # the two sides of the view-axis lever: their realism test is also run about the camera's
 # vertical, so that the lever is not judged only on the axis that ours trains with
-BOTH_AXES = ("ours", "ours_camera")
+BOTH_AXES = ("ours", "ours_one", "ours_camera")
 
 METRICS = ("pa_mpjpe", "pa_mpjpe_reflect", "n_mpjpe", "mpjpe", "pck150", "auc",
            "mirrored_rate")
@@ -97,15 +97,18 @@ def check(profile: str, models, seeds: int) -> None:
 
 
 def prepare(profile: str, model: str, seed: int = 0) -> None:
-    """Compute and cache what a study reads of one finished run, beside it: its evaluation on
-    every test split (and that of the variants that evaluate its runs otherwise) and, for a
-    depth-only lifter, the realism tests. The build calls it in the training worker right
-    after a training, so that these run two at a time instead of in the results chapter."""
+    """Compute and cache what a study reads of one finished model seed, beside its runs: its
+    evaluation on every test split (and that of the variants that evaluate its runs
+    otherwise) and, for a depth-only lifter, the realism tests (also those of the variants
+    with checks of their own, :data:`lib.book.CHECKED_VARIANTS`). The build calls it in the
+    training worker that finishes the seed's last training (restart), so that these run two
+    at a time instead of in the results chapter."""
     variants = [v for v, base in VARIANTS.items() if base == model]
     for m in (model, *variants):
         for s in test_splits(profile):
             evaluation(profile, m, s, seed=seed)
-    realism_checks(profile, model, seed)
+    for m in (model, *(v for v in variants if v in CHECKED_VARIANTS)):
+        realism_checks(profile, m, seed)
 
 
 def realism_checks(profile: str, model: str, seed: int = 0) -> dict:

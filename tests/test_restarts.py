@@ -40,6 +40,12 @@ def test_a_run_folder_points_to_its_chosen_restart(tmp_path):
     first.path.mkdir()
     assert first.chosen() == first.path  # no restarts.json: itself
     first.restarts_path.write_text(json.dumps({"chosen": "ours-seed100"}))
+    with pytest.raises(RunError, match="names 'ours-seed100', which is not a finished"):
+        first.chosen()  # a choice among runs that are not there (any more)
+    first.restarts_path.write_text(json.dumps({"chosen": "ours-seed100",
+                                               "runs": ["ours", "ours-seed100"]}))
+    (tmp_path / "ours-seed100").mkdir()
+    (tmp_path / "ours-seed100" / "done").write_text("3\n")
     assert first.chosen() == tmp_path / "ours-seed100"
 
 
@@ -62,7 +68,9 @@ def test_restarts_do_not_make_another_run():
     assert config_differences(a, make_config({"select_epochs": 6})) == []
 
 
-def test_bf16_auto_follows_the_cpu_flags(tmp_path):
+def test_bf16_auto_follows_the_cpu_flags(tmp_path, monkeypatch):
+    import lib.config
+
     with_bf16 = tmp_path / "bf16"
     with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
     without = tmp_path / "plain"
@@ -71,7 +79,10 @@ def test_bf16_auto_follows_the_cpu_flags(tmp_path):
     assert not cpu_has_bf16(tmp_path / "missing")  # unreadable: float32
     cpu = torch.device("cpu")
     assert bf16_enabled(True, cpu) and not bf16_enabled(False, cpu)
-    assert bf16_enabled("auto", cpu) == cpu_has_bf16()
+    for native in (True, False):  # auto: the CPU's own answer, whatever this machine has
+        monkeypatch.setattr(lib.config, "cpu_has_bf16", lambda native=native: native)
+        assert bf16_enabled("auto", cpu) is native
+        assert bf16_enabled(True, cpu) and not bf16_enabled(False, cpu)
     assert make_config({"bf16": "auto"})["bf16"] == "auto"
 
 
@@ -111,6 +122,10 @@ def test_report_names_the_choice_and_what_it_changed():
     assert "seed 1: 89.5% and 84.0%, kept training 2 (58.0 -> 41.0 mm)" in text
     assert "changed the model on 1 of 2 seeds" in text
     assert restarts({"models": {}}, "ours") == ""  # a study without restarts says nothing
+    del study["models"]["ours_one"]  # without the first trainings' errors: no mm, same count
+    text = restarts(study, "ours")
+    assert "kept training 2" in text and "->" not in text
+    assert "changed the model on 1 of 2 seeds" in text
 
 
 def test_ours_trains_each_restart_and_predicts_with_the_one_the_2d_test_kept(tmp_path):
@@ -135,6 +150,16 @@ def test_ours_trains_each_restart_and_predicts_with_the_one_the_2d_test_kept(tmp
         assert record["chosen"] == chosen.name and Run(first).chosen() == chosen
         assert ensure_run(profile, "ours_one", progress=False) == first
         assert PoseLifter.from_run(first).source == str(chosen)
+        # the second training scored lower: ours is it, its first-training rows are not
+        sel = json.loads(Run(second).selection_path.read_text())
+        sel["critic_accuracy"] = {e: 0.0 for e in sel["critic_accuracy"]}
+        Run(second).selection_path.write_text(json.dumps(sel))
+        assert ensure_run(profile, "ours", progress=False) == second
+        assert ensure_run(profile, "ours_noflip", progress=False) == second
+        assert ensure_run(profile, "ours_one", progress=False) == first
+        assert ensure_run(profile, "ours_last", progress=False) == first
+        assert restart_choice(profile, "ours")["chosen"] == second.name
+        assert PoseLifter.from_run(first).source == str(second)
     finally:
         shutil.rmtree(REPO / "runs" / "restarttest", ignore_errors=True)
 
