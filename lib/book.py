@@ -227,11 +227,7 @@ def ensure_run(profile: str, model: str, seed: int = 0, **overrides) -> Path:
                for s in restart_seeds(profile, model, seed)]
     chosen, scores = choose_restart(folders)
     if scores:
-        record = {"chosen": chosen.name, "runs": [f.name for f in folders],
-                  "critic_accuracy": scores, "critic_seed": 1}
-        path = folders[0] / "restarts.json"
-        if not path.is_file() or json.loads(path.read_text()) != record:
-            D.atomic_write(path, lambda f: f.write(json.dumps(record).encode()))
+        Run(folders[0]).record_restarts(chosen, folders, scores)
     return chosen
 
 
@@ -242,13 +238,17 @@ def restart_seeds(profile: str, model: str, seed: int = 0) -> list[int]:
             for k in range(model_config(profile, model, seed)["restarts"])]
 
 
+def restart_of(seed: int) -> tuple[int, int]:
+    """(the model's seed, the restart's index from 0) of a training's seed."""
+    return seed % RESTART_STRIDE, seed // RESTART_STRIDE
+
+
 def restart_choice(profile: str, model: str, seed: int = 0) -> dict | None:
     """The choice among ``model``'s restarts for this seed as :func:`ensure_run` recorded it
     ({"chosen", "runs", "critic_accuracy", "critic_seed"}), or None for one training."""
-    path = run_dir(profile, model, seed) / "restarts.json"
-    if len(restart_seeds(profile, model, seed)) < 2 or not path.is_file():
+    if len(restart_seeds(profile, model, seed)) < 2:
         return None
-    return json.loads(path.read_text())
+    return Run(run_dir(profile, model, seed)).restart_record()
 
 
 def ensure_trained(cfg: dict, folder: Path) -> Path:
@@ -500,7 +500,7 @@ def default_workers() -> int:
 
 def job_name(model: str, seed: int) -> str:
     """``ours (seed 1)``; a restart: ``ours (seed 1, restart 2)``."""
-    base, restart = seed % RESTART_STRIDE, seed // RESTART_STRIDE
+    base, restart = restart_of(seed)
     if not restart:
         return model + (f" (seed {seed})" if seed else "")
     return f"{model} (seed {base}, restart {restart + 1})"
@@ -534,7 +534,7 @@ def _train_job(profile: str, model: str, seed: int, threads: int, line: str,
     ensure_trained(model_config(profile, model, seed, progress=False),
                    run_dir(profile, model, seed))  # this training alone, not its restarts
     t_check = time.perf_counter()
-    base = seed % RESTART_STRIDE  # the model's seed that this training is a restart of
+    base = restart_of(seed)[0]  # the model's seed that this training is a restart of
     if all(Run(run_dir(profile, model, s)).finished(model_config(profile, model, s))
            for s in restart_seeds(profile, model, base)):  # else the last restart prepares
         prepare(profile, model, base)

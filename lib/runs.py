@@ -27,6 +27,8 @@ from .config import DEFAULTS, RUNTIME_KEYS, make_config, pick_device
 from .data import atomic_write
 from .geometry import Normalizer
 
+SELECT_CRITIC_SEED = 1  # the realism-test critic that chooses (the book reports seed 0's)
+
 
 class RunError(ValueError):
     """A run folder that cannot be used as asked (nothing to resume, a run in the way)."""
@@ -124,7 +126,7 @@ class Run:
                                     if flip_test is None else flip_test)
         return lifter.eval(), Normalizer(**ckpt["normalizer"]), ckpt["config"]
 
-    def select(self, train: dict, n: int = 20000, seed: int = 1) -> int:
+    def select(self, train: dict, n: int = 20000, seed: int = SELECT_CRITIC_SEED) -> int:
         """Choose the model among the epochs' weights that training kept (``select_epochs``),
         from 2D alone: each one's realism test (:func:`lib.evaluate.lifter_realism`, a fresh
         critic telling its novel views of ``n`` training 2D poses from real ones) with critic
@@ -154,15 +156,30 @@ class Run:
         """The folder that predicts for this run: where the model was trained as several
         restarts and this is the first, the one the 2D test chose (``restarts.json``, see
         :func:`choose_restart`), else this folder."""
-        if not self.restarts_path.is_file():
+        record = self.restart_record()
+        if record is None:
             return self.path
-        record = json.loads(self.restarts_path.read_text())
         chosen = self.path.parent / record["chosen"]
         if record["chosen"] not in record.get("runs", []) or not Run(chosen).finished():
             raise RunError(f"{self.restarts_path}: names {record['chosen']!r}, which is not a "
                            f"finished restart of this run; build again (python -m lib.book) "
                            f"or delete the file to use this folder's own training")
         return chosen
+
+    def restart_record(self) -> dict | None:
+        """The choice among restarts kept in this (first) restart's ``restarts.json``
+        ({"chosen", "runs", "critic_accuracy", "critic_seed"}), or None where there is none."""
+        if not self.restarts_path.is_file():
+            return None
+        return json.loads(self.restarts_path.read_text())
+
+    def record_restarts(self, chosen: Path, folders, scores: list[float]) -> None:
+        """Write :meth:`restart_record` (unless it says so already): ``chosen`` among the
+        restarts ``folders`` (this one first), with their :meth:`selection_score`."""
+        record = {"chosen": Path(chosen).name, "runs": [Path(f).name for f in folders],
+                  "critic_accuracy": scores, "critic_seed": SELECT_CRITIC_SEED}
+        if self.restart_record() != record:
+            atomic_write(self.restarts_path, lambda f: f.write(json.dumps(record).encode()))
 
     def selection_score(self) -> float:
         """The realism-test critic accuracy (%) of the weights :meth:`select` chose: the
