@@ -99,8 +99,9 @@ DEFAULTS = {
     # at evaluation and lifting: the weights that selection chose (true) or the last epoch's
     "use_selection": True,
     # train the model this many times from different seeds (restart k of seed s is the run
-    # of seed s + 100 k) and keep the one whose kept weights the 2D-only realism test scores
-    # best (lib.runs.choose_restart; needs select_epochs); 1 = one training
+    # of seed s + 100 k) and predict with the mean of those whose lifts agree, or else the
+    # one the 2D-only realism test scores best (lib.runs.choose_restarts; needs
+    # select_epochs); 1 = one training
     "restarts": 1,
     "lr_schedule": "constant",  # "constant" or "cosine" (decays to 0 at the last epoch)
     # after training, pick the depth sign whose knees bend forwards on training 2D poses

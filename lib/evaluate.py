@@ -133,6 +133,32 @@ def lifter_realism(lifter, norm, train: dict, n: int = 20000, steps: int = 800,
     return critic_test(x[:n], pose3d, axis, steps, seed)
 
 
+def lift_agreement(lifters, norm, train: dict, n: int = 5000, seed: int = 0) -> dict:
+    """How alike several lifters lift the same ``n`` 2D poses of the split ``train``, from 2D
+    alone (mm): ``pairs[i][j]``, the distance between lifter i's and lifter j's lifts, and
+    ``flat[i]``, between lifter i's lift and the same lift at constant depth (how much depth
+    the lifter adds). The distance of two poses is their PA-MPJPE without reflections, the
+    mean of aligning either onto the other (Procrustes scales the one it moves). No ground
+    truth is read."""
+    from .metrics import chunked
+
+    x = torch.as_tensor(norm.pose2d(D.subset(train, n, seed=seed)["pose2d"]))
+    lifts = []
+    for lifter in lifters:
+        with torch.no_grad():
+            lifts.append(predict(lifter, norm, x.to(next(lifter.parameters()).device)).cpu())
+
+    def dist(a, b):
+        return round(float(chunked(pa_mpjpe, a, b).mean() + chunked(pa_mpjpe, b, a).mean()) / 2,
+                     2)
+
+    def flat(a):  # the depth of every joint set to the root's
+        return torch.cat([a[..., :2], torch.zeros_like(a[..., 2:])], -1)
+
+    return {"pairs": [[dist(a, b) if a is not b else 0.0 for b in lifts] for a in lifts],
+            "flat": [dist(a, flat(a)) for a in lifts], "poses": len(x)}
+
+
 def critic_test(real: torch.Tensor, pose3d: torch.Tensor, axis: str = "up",
                 steps: int = 800, seed: int = 0) -> dict:
     """The realism test's critic on given poses: real network-space 2D (N, 32) against the

@@ -287,6 +287,25 @@ def lift_depth(x2d: torch.Tensor, depth: torch.Tensor, c: float = C) -> torch.Te
     return torch.cat([xy * (c + d), d], -1).flatten(-2)
 
 
+class Ensemble(nn.Module):
+    """The mean of several trained lifters' single-hypothesis lifts: a model made of several
+    trainings of one configuration (restarts that agree, :func:`lib.runs.choose_restarts`).
+    Each member lifts as :func:`lift_all` lifts it (its own depth sign and test-time flip);
+    depth-only members' lifts lie on the input's rays, and so does their mean, which thus
+    still reprojects onto the input. Deterministic: ``sample`` is ignored."""
+
+    variational = False
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.flip_test = False  # each member flips as its run says; flipping again is a no-op
+
+    def forward(self, x2d: torch.Tensor, sample: bool = False, generator=None):
+        pose = torch.stack([lift_all(m, x2d) for m in self.members]).mean(0)
+        return pose, None, None
+
+
 class SupervisedLifter(nn.Module):
     """Martinez et al. 2017 style baseline: Linear(32,w)+BN+ReLU+Dropout, ``blocks`` residual
     blocks of two Linear+BN+ReLU+Dropout, Linear(w,48); trained with MSE on 3D.

@@ -271,29 +271,42 @@ def seed_checks(study: dict, model: str, label: str, split: str = "test_unseen_s
 
 
 def restarts(study: dict, model: str = "ours", split: str = "test_unseen_styles") -> str:
-    """The 2D test's choice among ``model``'s trainings of each seed (``study["restarts"]``),
-    and, where it kept another than the first, the PA-MPJPE on ``split`` of the first
-    (``<model>_one``'s) and of the one kept: what the choice changed, per seed."""
+    """What each seed's model is made of among its trainings (``study["restarts"]``, see
+    :func:`lib.runs.choose_restarts`): which were averaged, why any was left out, and the
+    PA-MPJPE on ``split`` of the first training alone (``<model>_one``'s) against the
+    model's: what the restarts changed, per seed."""
     choices = study.get("restarts", {}).get(model)
-    if not choices or any(c is None for c in choices):
+    if not choices or any(c is None or "members" not in c for c in choices):
         return ""
     first = study["models"].get(f"{model}_one", {}).get(split, {}).get("pa_mpjpe")
     kept = study["models"][model][split]["pa_mpjpe"]["values"]
-    parts, switched = [], 0
+    parts, averaged = [], 0
     for seed, c in enumerate(choices):
-        k = c["runs"].index(c["chosen"])
-        scores = " and ".join(f"{a:.1f}%" for a in c["critic_accuracy"])
-        part = f"seed {seed}: {scores}, kept training {k + 1}"
-        switched += k > 0
-        if k and first is not None and seed < len(first["values"]):
-            part += f" ({first['values'][seed]:.1f} -> {kept[seed]:.1f} mm)"
+        k = len(c["runs"])
+        idx = [c["runs"].index(m) for m in c["members"]]
+        if len(idx) > 1:
+            averaged += 1
+            part = f"seed {seed}: " + (f"all {k} averaged" if len(idx) == k else
+                                       "trainings " + " and ".join(str(i + 1) for i in idx)
+                                       + " averaged")
+            for o in (i for i in range(k) if i not in idx):
+                near = min(c["pairs"][o][i] for i in idx)
+                part += (f" (training {o + 1} lies {near:.0f} mm from the nearest of them and "
+                         f"{c['flat'][o]:.0f} mm from the flat lift)")
+        else:
+            scores = " / ".join(f"{a:.1f}%" for a in c["critic_accuracy"])
+            part = (f"seed {seed}: no two agree, training {idx[0] + 1} kept by the realism "
+                    f"test ({scores})")
+        if first is not None and seed < len(first["values"]):
+            part += f", {first['values'][seed]:.1f} -> {kept[seed]:.1f} mm"
         parts.append(part)
     n = len(choices)
-    return (f"The realism test's scores of each seed's trainings (critic seed 1, 2D only; "
-            f"the lower is kept), with the PA-MPJPE on {split_name(split)} where the test "
-            f"kept another training than the first: " + "; ".join(parts) + ". "
-            + (f"The choice changed the model on {switched} of {n} seeds." if switched
-               else f"The first training was kept on all {n} seeds."))
+    return (f"How each seed's model was made from its trainings, from 2D alone (two trainings "
+            f"agree when their lifts of {choices[0]['poses']} training 2D poses are closer to "
+            f"each other than either is to the flat lift), with the PA-MPJPE on "
+            f"{split_name(split)} of the first training alone and of the model: "
+            + "; ".join(parts) + f". The model averages several trainings on {averaged} of "
+            f"{n} seeds.")
 
 
 # how far one run's realism-test score moves between critic seeds (seeds 0-2 of the critic on

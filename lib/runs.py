@@ -16,6 +16,7 @@ for more epochs. A run is *finished* for a configuration when it is the same run
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -58,6 +59,7 @@ class Run:
         self.selected_path = self.path / "selected.pt"  # written by select()
         self.selection_path = self.path / "selection.json"
         self.restarts_path = self.path / "restarts.json"  # written by lib.book.ensure_run
+        self.members_path = self.path / "members.json"  # a model averaging restarts (ditto)
 
     def candidate_path(self, epoch: int) -> Path:
         """Where training keeps an epoch's averaged weights for :meth:`select`."""
@@ -77,7 +79,10 @@ class Run:
         self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
     def history(self) -> list[dict]:
-        """The epochs written so far (an empty list for a new run)."""
+        """The epochs written so far (an empty list for a new run); for a folder that
+        averages restarts (:meth:`members`), its first member's."""
+        if self.members():
+            return Run(self.members()[0]).history()
         if not self.history_path.is_file():
             return []
         return [json.loads(ln) for ln in self.history_path.read_text().splitlines() if ln]
@@ -88,7 +93,10 @@ class Run:
         return saved is not None and not config_differences(saved, make_config(cfg))
 
     def finished(self, cfg: dict | None = None) -> bool:
-        """True if the run is done (and, given ``cfg``, is that configuration, fully trained)."""
+        """True if the run is done (and, given ``cfg``, is that configuration, fully trained);
+        a folder that averages restarts is done when each of its members is."""
+        if self.members():
+            return all(Run(m).finished() for m in self.members())
         if not self.done_path.is_file():
             return False
         if cfg is None:
@@ -106,9 +114,14 @@ class Run:
         an average of its weights (``ema``), those are the weights that predict, and where
         :meth:`select` chose an epoch's weights (and ``selected``), those. The lifter
         averages with the mirrored input's lift (:func:`lib.models.lift_all`) when the run's
-        ``flip_test`` says so, or ``flip_test`` when given."""
-        from .models import build_models
+        ``flip_test`` says so, or ``flip_test`` when given. A folder that averages restarts
+        (:meth:`members`) gives a :class:`lib.models.Ensemble` of its members, with the
+        first member's normaliser and configuration."""
+        from .models import Ensemble, build_models
 
+        if self.members():  # the mean of the restarts' lifts, each member as it predicts
+            loaded = [Run(m).load(device, flip_test, selected) for m in self.members()]
+            return Ensemble([lifter for lifter, _, _ in loaded]).eval(), *loaded[0][1:]
         if not self.checkpoint.is_file():
             raise FileNotFoundError(f"{self.checkpoint}: no checkpoint; train first with "
                                     f"python -m lib.train")
@@ -154,36 +167,55 @@ class Run:
 
     def chosen(self) -> Path:
         """The folder that predicts for this run: where the model was trained as several
-        restarts and this is the first, the one the 2D test chose (``restarts.json``, see
-        :func:`choose_restart`), else this folder."""
+        restarts and this is the first, the one :func:`choose_restarts` made of them (one
+        restart, or a folder averaging several; ``restarts.json``), else this folder."""
         record = self.restart_record()
         if record is None:
             return self.path
         chosen = self.path.parent / record["chosen"]
-        if record["chosen"] not in record.get("runs", []) or not Run(chosen).finished():
+        members = [chosen.name] if record["chosen"] in record.get("runs", []) else [
+            m.name for m in Run(chosen).members()]
+        if (not members or not set(members) <= set(record.get("runs", []))
+                or not Run(chosen).finished()):
             raise RunError(f"{self.restarts_path}: names {record['chosen']!r}, which is not a "
                            f"finished restart of this run; build again (python -m lib.book) "
                            f"or delete the file to use this folder's own training")
         return chosen
 
     def restart_record(self) -> dict | None:
-        """The choice among restarts kept in this (first) restart's ``restarts.json``
-        ({"chosen", "runs", "critic_accuracy", "critic_seed"}), or None where there is none."""
+        """What :func:`choose_restarts` made of the restarts of which this folder is the
+        first, kept in its ``restarts.json`` ({"chosen", "runs", "members", "pairs", "flat",
+        "critic_accuracy", "critic_seed"}), or None where there is none."""
         if not self.restarts_path.is_file():
             return None
         return json.loads(self.restarts_path.read_text())
 
-    def record_restarts(self, chosen: Path, folders, scores: list[float]) -> None:
-        """Write :meth:`restart_record` (unless it says so already): ``chosen`` among the
-        restarts ``folders`` (this one first), with their :meth:`selection_score`."""
-        record = {"chosen": Path(chosen).name, "runs": [Path(f).name for f in folders],
-                  "critic_accuracy": scores, "critic_seed": SELECT_CRITIC_SEED}
+    def record_restarts(self, record: dict) -> None:
+        """Write :meth:`restart_record` (unless it says so already)."""
         if self.restart_record() != record:
             atomic_write(self.restarts_path, lambda f: f.write(json.dumps(record).encode()))
 
+    def members(self) -> list[Path]:
+        """The run folders whose lifts this folder averages (``members.json``, written by
+        :meth:`set_members`); [] for a folder that holds a training."""
+        if not self.members_path.is_file():
+            return []
+        return [self.path.parent / n for n in json.loads(self.members_path.read_text())]
+
+    def set_members(self, folders) -> None:
+        """Make this folder the average of the runs ``folders`` (siblings of it), forgetting
+        what was cached here for other members."""
+        names = [Path(f).name for f in folders]
+        if self.members_path.is_file() and json.loads(self.members_path.read_text()) == names:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        for old in self.path.glob("*.json"):  # evaluations of another average
+            old.unlink()
+        atomic_write(self.members_path, lambda f: f.write(json.dumps(names).encode()))
+
     def selection_score(self) -> float:
         """The realism-test critic accuracy (%) of the weights :meth:`select` chose: the
-        lowest of the run's kept weights (``selection.json``), what :func:`choose_restart`
+        lowest of the run's kept weights (``selection.json``), what :func:`choose_restarts`
         compares."""
         if not self.selection_path.is_file():
             raise RunError(f"{self.selection_path}: no 2D-test scores to choose a restart by "
@@ -231,30 +263,63 @@ class Run:
         """``compute()``'s JSON result, kept beside the checkpoint as ``name`` and computed
         again when the checkpoint is newer (evaluations, the realism test)."""
         path = self.path / name
-        if path.is_file() and path.stat().st_mtime >= self.checkpoint.stat().st_mtime:
+        if path.is_file() and path.stat().st_mtime >= self.stamp():
             return json.loads(path.read_text())
         res = compute()
         atomic_write(path, lambda f: f.write(json.dumps(res).encode()))  # never half a file
         return res
+
+    def stamp(self) -> float:
+        """When the weights that predict here last changed (an average: its members' or its
+        list of members', whichever is newer)."""
+        if self.members():
+            return max([self.members_path.stat().st_mtime]
+                       + [Run(m).stamp() for m in self.members()])
+        return self.checkpoint.stat().st_mtime
 
     def oriented(self) -> bool:
         """True if :meth:`orient` chose a depth sign for the current checkpoint."""
         return self.sign_path.is_file()
 
 
-def choose_restart(folders) -> tuple[Path, list[float]]:
-    """The restart a model keeps, from 2D alone: of finished runs of one configuration with
-    different seeds, the one whose chosen weights the realism test (critic seed 1, see
-    :meth:`Run.select`) scores lowest, the first on a tie. A GAN's seed can settle in a bad
-    phase that its own epochs cannot leave (lib.book, OURS); the test tells such a run from
-    a good one without reading any 3D. Returns (its folder, every restart's score)."""
+def agreeing(pairs, flat) -> list[int]:
+    """Which restarts a model averages, from their :func:`lib.evaluate.lift_agreement`: two
+    restarts *agree* when their lifts are closer to each other than either is to the flat
+    lift (the input at constant depth: they agree on more than the depth either adds). The
+    largest group of which every two agree, the closest such group on a tie (the smallest
+    sum of distances); [] where no two agree. No threshold is fitted: the flat lift sets
+    the scale."""
+    k = len(flat)
+    for size in range(k, 1, -1):
+        groups = [g for g in itertools.combinations(range(k), size)
+                  if all(pairs[i][j] < min(flat[i], flat[j])
+                         for i, j in itertools.combinations(g, 2))]
+        if groups:
+            return list(min(groups, key=lambda g: sum(
+                pairs[i][j] for i, j in itertools.combinations(g, 2))))
+    return []
+
+
+def choose_restarts(folders, train: dict) -> dict:
+    """What a model trained as several restarts (finished runs of one configuration with
+    different seeds) predicts with, from 2D alone. A GAN's seed can settle in a bad phase
+    that its own epochs cannot leave (lib.book, OURS), and good seeds still differ; so the
+    restarts' lifts of training 2D poses (``train``) are compared (:func:`agreeing`) and the
+    model is the mean of the largest group that agrees. Where no two agree, it is the one
+    restart whose chosen weights the realism test (critic seed 1, see :meth:`Run.select`)
+    scores lowest, the first on a tie. Returns the record :meth:`Run.record_restarts`
+    keeps: {"runs", "members", "pairs", "flat", "poses", "critic_accuracy", "critic_seed"}."""
+    from .evaluate import lift_agreement
+
     folders = [Path(f) for f in folders]
-    if not folders:
-        raise RunError("no restarts to choose from")
-    if len(folders) == 1:
-        return folders[0], []
+    if len(folders) < 2:
+        raise RunError(f"{len(folders)} restart(s): a choice needs two or more")
     scores = [Run(f).selection_score() for f in folders]
-    return folders[scores.index(min(scores))], scores
+    loaded = [Run(f).load("cpu") for f in folders]
+    agree = lift_agreement([lifter for lifter, _, _ in loaded], loaded[0][1], train)
+    group = agreeing(agree["pairs"], agree["flat"]) or [scores.index(min(scores))]
+    return {"runs": [f.name for f in folders], "members": [folders[i].name for i in group],
+            **agree, "critic_accuracy": scores, "critic_seed": SELECT_CRITIC_SEED}
 
 
 def read_checkpoint(path: str | os.PathLike, device="cpu") -> dict:

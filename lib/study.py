@@ -12,7 +12,7 @@ run) and writes one JSON file::
      "models": {model: {split: {metric: {"mean", "std", "values"}}}},
      "baselines": {"flat" | "mean_pose": {split: {metric: value}}},
      "train_seconds": {model: [seconds per seed, all its restarts]},
-     "restarts": {model: [per seed {"chosen", "runs", "critic_accuracy", "critic_seed"}]},
+     "restarts": {model: [per seed lib.runs.Run.restart_record: what it averages, why]},
      "backward_knees": {model: {"mean", "std", "values"}},
      "critic_accuracy": {model: {"mean", "std", "values"}}}
 
@@ -21,7 +21,7 @@ run) and writes one JSON file::
 and its ablations) the 2D-only realism test's held-out accuracy (``lib.evaluate.realism_test``
 with novel views about the world's vertical, lower is more plausible): both read no 3D, so
 they may judge unsupervised models. ``restarts`` records, for a model trained several times
-per seed (``restarts`` in its configuration), the realism test's choice among the trainings.
+per seed (``restarts`` in its configuration), what its model is made of among the trainings.
 
 The standard deviation is the sample standard deviation over seeds (0 for one seed). The
 book reads this file; nothing in it is chosen by looking at the test error.
@@ -131,7 +131,7 @@ def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool 
            "models": {}, "train_seconds": {}}
     out["backward_knees"], out["critic_accuracy"], out["critic_accuracy_camera"] = {}, {}, {}
     out["critic_axis"] = "up"  # critic_accuracy's; critic_accuracy_camera: the first version
-    out["restarts"] = {}  # model -> per seed: the 2D test's choice among its restarts
+    out["restarts"] = {}  # model -> per seed: what its model is made of among its restarts
     total = len(models) * seeds
     train = None
     for i, model in enumerate(models):
