@@ -118,8 +118,8 @@ LABELS = {
     "vae_gan_pmiss": "VAE-GAN trained with missing joints",
     "vae_gan_mirror": "VAE-GAN + knee-hinge prior (mirror-aware)",
     "ours": "Ours (depth lifter + cycle + knee hinge + noise on both + other bodies + "
-            "world vertical + 2D-test epoch + test-time flip + 2D-test restart)",
-    "ours_one": "Ours from one training per seed (no 2D-test choice between two)",
+            "world vertical + 2D-test epoch + test-time flip + agreeing restarts averaged)",
+    "ours_one": "Ours from one training per seed (no restarts averaged)",
     "ours_last": "Ours from one training, its last epoch's weights (no 2D-test choice)",
     "ours_noflip": "Ours without the test-time flip",
     "ours_camera": "Ours without the world vertical (views about the camera's)",

@@ -303,7 +303,8 @@ def restarts(study: dict, model: str = "ours", split: str = "test_unseen_styles"
     n = len(choices)
     return (f"How each seed's model was made from its trainings, from 2D alone (two trainings "
             f"agree when their lifts of {choices[0]['poses']} training 2D poses are closer to "
-            f"each other than either is to the flat lift), with the PA-MPJPE on "
+            f"each other than either is to its own lift at constant depth, the flat lift), "
+            f"with the PA-MPJPE on "
             f"{split_name(split)} of the first training alone and of the model: "
             + "; ".join(parts) + f". The model averages several trainings on {averaged} of "
             f"{n} seeds.")
