@@ -85,6 +85,9 @@ DEFAULTS = {
     # with view_axis "up": the range (degrees) the vertical's tilt towards the camera is held
     # in (the camera's elevation, as cameras look down on people: e.g. [0, 30]); null = free
     "up_tilt_range": None,
+    # with view_axis "up": the first this many epochs' novel views turn about the camera's
+    # vertical instead, so that the lifted world starts upright before it sets its own axis
+    "up_warmup": 0,
     # mirror-aware prior (issue 5): weight of the anatomical hinge loss, 0 = the thesis
     "lambda_hinge": 0.0,
     # levers of the unsupervised lifter "ours" (issue 12); the defaults are the thesis's
@@ -185,6 +188,9 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
                                 and -90 <= rng[0] <= rng[1] <= 90):
         raise ConfigError(f"up_tilt_range must be null or [low, high] degrees with "
                           f"-90 <= low <= high <= 90, got {rng!r}")
+    if not _is_int(cfg["up_warmup"]) or cfg["up_warmup"] < 0:
+        raise ConfigError(f"up_warmup must be a whole number of epochs >= 0, "
+                          f"got {cfg['up_warmup']!r}")
     if cfg["select_epochs"] < 0:  # more than there are epochs: all of them
         raise ConfigError(f"select_epochs must not be negative, got {cfg['select_epochs']!r}")
     if not _is_int(cfg["restarts"]) or cfg["restarts"] < 1:

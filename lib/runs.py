@@ -81,8 +81,8 @@ class Run:
     def history(self) -> list[dict]:
         """The epochs written so far (an empty list for a new run); for a folder that
         averages restarts (:meth:`members`), its first member's."""
-        if self.members():
-            return Run(self.members()[0]).history()
+        if members := self.members():
+            return Run(members[0]).history()
         if not self.history_path.is_file():
             return []
         return [json.loads(ln) for ln in self.history_path.read_text().splitlines() if ln]
@@ -95,8 +95,8 @@ class Run:
     def finished(self, cfg: dict | None = None) -> bool:
         """True if the run is done (and, given ``cfg``, is that configuration, fully trained);
         a folder that averages restarts is done when each of its members is."""
-        if self.members():
-            return all(Run(m).finished() for m in self.members())
+        if members := self.members():
+            return all(Run(m).finished() for m in members)
         if not self.done_path.is_file():
             return False
         if cfg is None:
@@ -107,6 +107,16 @@ class Run:
 
     def evaluations(self) -> list[Path]:
         return sorted(self.path.glob("eval-*.json"))
+
+    def derived(self) -> list[Path]:
+        """Every file a training wrote here or that was made from one (weights, history,
+        the epochs' candidates and the choice among them, depth sign, cached results): what
+        a fresh training in this folder must remove, so that nothing of an earlier one is
+        resumed, selected from or reported under its configuration."""
+        made = [self.history_path, self.checkpoint, self.done_path, self.sign_path,
+                self.selected_path, self.selection_path, self.restarts_path,
+                *self.path.glob("candidates/epoch-*.pt"), *self.path.glob("*.json")]
+        return sorted({p for p in made if p.is_file()})
 
     def load(self, device: str = "auto", flip_test: bool | None = None,
              selected: bool = True) -> tuple[torch.nn.Module, Normalizer, dict]:
@@ -190,6 +200,16 @@ class Run:
             return None
         return json.loads(self.restarts_path.read_text())
 
+    def restart_record_current(self, folders) -> dict | None:
+        """:meth:`restart_record` if it is the record of exactly the restarts ``folders``
+        and newer than each one's weights, else None (it must be made again)."""
+        record = self.restart_record()
+        if (record is None or record.get("runs") != [Path(f).name for f in folders]
+                or "members" not in record
+                or self.restarts_path.stat().st_mtime < max(Run(f).stamp() for f in folders)):
+            return None
+        return record
+
     def record_restarts(self, record: dict) -> None:
         """Write :meth:`restart_record` (unless it says so already)."""
         if self.restart_record() != record:
@@ -272,9 +292,8 @@ class Run:
     def stamp(self) -> float:
         """When the weights that predict here last changed (an average: its members' or its
         list of members', whichever is newer)."""
-        if self.members():
-            return max([self.members_path.stat().st_mtime]
-                       + [Run(m).stamp() for m in self.members()])
+        if members := self.members():
+            return max([self.members_path.stat().st_mtime] + [Run(m).stamp() for m in members])
         return self.checkpoint.stat().st_mtime
 
     def oriented(self) -> bool:

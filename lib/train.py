@@ -147,9 +147,14 @@ class Trainer:
         batch's estimated vertical, the axis when ``view_axis`` is "up" (by default that of
         ``pose3d``)."""
         c = self.cfg
-        rotated, rot = random_turn(pose3d, c["view_axis"], self.gen, up, c["azim_min"],
+        rotated, rot = random_turn(pose3d, self.view_axis(), self.gen, up, c["azim_min"],
                                    c["azim_max"], c["elev_min"], c["elev_max"])
         return project(rotated).flatten(1), rot
+
+    def view_axis(self) -> str:
+        """The axis this epoch's novel views turn about: ``view_axis``, except "camera" for
+        the first ``up_warmup`` epochs."""
+        return "camera" if self.epoch < self.cfg["up_warmup"] else self.cfg["view_axis"]
 
     def _vertical(self, up: torch.Tensor) -> torch.Tensor:
         """The vertical (3,) the novel views turn about, from ``up``, this batch's estimate
@@ -466,8 +471,7 @@ class Trainer:
         else:
             # a fresh run: nothing of an earlier run in this folder may survive to be
             # resumed or reported under this configuration
-            for stale in (run.history_path, run.checkpoint, run.done_path, run.sign_path,
-                          run.restarts_path, *run.evaluations()):
+            for stale in run.derived():
                 stale.unlink(missing_ok=True)
         run.write_config(self.cfg)
 

@@ -441,10 +441,10 @@ def test_a_variant_evaluates_its_models_runs_and_is_no_training_job():
     assert set(ABLATION_SEEDS) == set(ABLATION) - set(VARIANTS)
     assert all(plan[m] == ABLATION_SEEDS[m] for m in ABLATION_SEEDS)
     assert plan["ours_camera"] == 1 and plan["ours_base"] == 1
-    assert sum(plan[m] for m in MODELS if m not in VARIANTS) == 17  # models x seeds
+    assert sum(plan[m] for m in MODELS if m not in VARIANTS) == 18  # models x seeds
     trainings = sum(len(restart_seeds("default", m, s)) for m in MODELS if m not in VARIANTS
                     for s in range(plan[m]))
-    assert trainings == 23  # the default build's: ours three times per seed
+    assert trainings == 24  # the default build's: ours three times per seed
     assert all(plan[m] == 1 for m in MODELS if m not in (*SEED_MODELS, *ABLATION))
     assert seed_plan(1) == {m: 1 for m in MODELS}
     assert run_dir("quick", "ours_noflip", 2) == run_dir("quick", "ours", 2)
@@ -463,8 +463,9 @@ def test_levers_tried_and_not_kept_train_on_request_but_not_in_the_book():
 
     assert set(TRIED).isdisjoint(MODELS) and set(TRIED).isdisjoint(seed_plan(3))
     tried_on = {"ours_sym0.1": "ours_camera", "ours_sym1": "ours_camera",
-                "ours_tilt": "ours_one", "ours_upema": "ours_one", "ours_noise2": "ours_one",
-                "ours_clamp": "ours_one", "ours_r1": "ours_one"}
+                "ours_tilt": "ours_nowarm", "ours_upema": "ours_nowarm",
+                "ours_noise2": "ours_nowarm", "ours_clamp": "ours_nowarm",
+                "ours_r1": "ours_nowarm"}  # all before the camera warm-up
     on_ours_now = {"ours_r1"}  # tried on ours with its selection of an epoch, one training
     lever = {"ours_sym0.1": "lambda_sym", "ours_sym1": "lambda_sym", "ours_tilt": "lambda_tilt",
              "ours_upema": "up_momentum", "ours_noise2": "real_noise",
@@ -473,7 +474,7 @@ def test_levers_tried_and_not_kept_train_on_request_but_not_in_the_book():
     for name in TRIED:
         cfg, base = model_config("quick", name), model_config("quick", tried_on[name])
         changed = {k for k in cfg if cfg[k] != base[k]}
-        if tried_on[name] == "ours_one" and name not in on_ours_now:  # before the selection
+        if tried_on[name] == "ours_nowarm" and name not in on_ours_now:  # before selection
             assert changed == {lever[name], "select_epochs"} and cfg["select_epochs"] == 0
         else:
             assert changed == {lever[name]}
@@ -486,8 +487,10 @@ def test_the_ablation_of_ours_removes_one_lever_at_a_time():
     the results chapter says it adds), starting from ours."""
     from lib.book import model_config
 
-    chain = ["ours", "ours_one", "ours_camera", "ours_noise", "ours_hinge", "ours_base"]
-    levers = [{"restarts"}, {"view_axis"}, {"body_augment"}, {"noise_on"}, {"lambda_hinge"}]
+    chain = ["ours", "ours_one", "ours_nowarm", "ours_camera", "ours_noise", "ours_hinge",
+             "ours_base"]
+    levers = [{"restarts"}, {"up_warmup"}, {"view_axis"}, {"body_augment"}, {"noise_on"},
+              {"lambda_hinge"}]
     for a, b, lever in zip(chain[:-1], chain[1:], levers, strict=True):
         ca, cb = model_config("quick", a), model_config("quick", b)
         assert {k for k in ca if ca[k] != cb[k]} == lever, (a, b)
@@ -507,7 +510,7 @@ def test_novel_views_about_the_up_axis_are_turned_about_the_batchs_vertical():
     heights along that axis are kept, and the cycle's rotations are what made the views."""
     from lib.geometry import up_direction
 
-    tr = Trainer({**TINY, **OURS, "epochs": 1, "view_axis": "up"}, "/nonexistent",
+    tr = Trainer({**TINY, **OURS, "epochs": 1, "view_axis": "up", "up_warmup": 0}, "/nonexistent",
                  train=TRAIN, val=VAL)
     pose = torch.as_tensor(tr.norm.pose3d(TRAIN["pose3d"][:64]))
     views, rot = tr._novel_views(pose)
@@ -516,6 +519,27 @@ def test_novel_views_about_the_up_axis_are_turned_about_the_batchs_vertical():
     assert torch.allclose(turned @ up, pose.unflatten(-1, (16, 3)) @ up, atol=1e-5)
     assert torch.allclose(views, (turned[..., :2] / (turned[..., 2:] + 10.0)).flatten(1),
                           atol=1e-5)
+
+
+def test_the_warm_up_turns_the_first_epochs_views_about_the_cameras_vertical():
+    """up_warmup k: in epochs 1..k the novel views turn about the camera's y axis (each
+    rotation keeps y), afterwards about the batch's vertical (a tilted one does not)."""
+    tr = Trainer({**TINY, **OURS, "epochs": 3, "up_warmup": 2}, "/nonexistent",
+                 train=TRAIN, val=VAL)
+    pose = torch.as_tensor(tr.norm.pose3d(TRAIN["pose3d"][:64]))
+    tilted = torch.tensor([0.0, -0.8, -0.6])  # a vertical leaning 37 degrees
+    y = torch.tensor([0.0, 1.0, 0.0])
+    for epoch, axis in ((0, "camera"), (1, "camera"), (2, "up")):
+        tr.epoch = epoch
+        assert tr.view_axis() == axis
+        _, rot = tr._novel_views(pose, tilted)
+        keeps = torch.allclose(rot @ y, y.expand(64, 3), atol=1e-6)
+        assert keeps == (axis == "camera"), epoch
+        if axis == "up":
+            assert torch.allclose(rot @ tilted, tilted.expand(64, 3), atol=1e-6)
+    for bad in (-1, 1.5, "two"):
+        with pytest.raises(ConfigError, match="up_warmup"):
+            make_config({"up_warmup": bad})
 
 
 def test_running_vertical_blends_batches_and_rejects_a_momentum_of_one():

@@ -184,6 +184,10 @@ def test_ours_trains_each_restart_and_predicts_with_what_agrees(tmp_path):
         assert ensure_run(profile, "ours_last", progress=False) == folders[0]
         assert PoseLifter.from_run(folders[0]).source == str(kept)
         assert len(Run(kept).history()) == 1  # the first member's epochs
+        # back to one member: the average's folder goes, and that training predicts
+        Run(folders[0]).record_restarts({**record, "members": [folders[1].name]})
+        assert ensure_run(profile, "ours", progress=False) == folders[1]
+        assert not kept.exists() and Run(folders[0]).chosen() == folders[1]
     finally:
         shutil.rmtree(REPO / "runs" / "restarttest", ignore_errors=True)
 

@@ -339,11 +339,16 @@ def test_fresh_run_leaves_nothing_of_an_older_run_to_resume(tmp_path):
     old run's checkpoint (it used to survive until the new run's first checkpoint)."""
     old, _ = run(tmp_path, epochs=2, checkpoint_every=1)
     old.fit()
-    (tmp_path / "run" / "eval-test.json").write_text("{}")
+    folder = tmp_path / "run"
+    (folder / "candidates").mkdir()
+    made = ["eval-test.json", "realism-up.json", "selected.pt", "selection.json",
+            "candidates/epoch-0009.pt"]  # an old run's choice among epochs and results
+    for name in made:
+        (folder / name).write_text("{}")
     new, _ = run(tmp_path, epochs=4, checkpoint_every=4, lr=5e-4)
     new.fit(stop_after=1, force=True)  # interrupted before its first checkpoint
-    assert not (tmp_path / "run" / "checkpoint.pt").exists()
-    assert not (tmp_path / "run" / "eval-test.json").exists()
+    assert not (folder / "checkpoint.pt").exists()
+    assert [name for name in made if (folder / name).exists()] == []
     again, _ = run(tmp_path, epochs=4, checkpoint_every=4, lr=5e-4)
     again.fit()  # nothing to resume and nothing in the way: starts at epoch 0
     assert [r["epoch"] for r in read_history(tmp_path / "run")] == [1, 2, 3, 4]
