@@ -315,6 +315,33 @@ def restarts(study: dict, model: str = "ours", split: str = "test_unseen_styles"
 CRITIC_SPREAD = 5.0
 
 
+def tilts(histories: dict[str, list[dict]], first: int = 3) -> list[dict]:
+    """One row per training ({label: its history}): the lifted world's tilt towards the camera
+    (degrees, the mean of the epoch's batch estimates; 2D only, ``tilt_deg``) in each of its
+    ``first`` epochs and its last, and its discriminator's accuracy in the last epoch."""
+    rows = []
+    for label, hist in histories.items():
+        row = {"training": label}
+        row.update({f"tilt, epoch {e}": round(hist[e - 1]["tilt_deg"], 1)
+                    for e in range(1, min(first, len(hist)) + 1)})
+        row["tilt, last epoch"] = round(hist[-1]["tilt_deg"], 1)
+        row["discriminator accuracy, last epoch (%)"] = round(100 * hist[-1]["d_acc"], 1)
+        rows.append(row)
+    return rows
+
+
+def tilted_away(rows: list[dict], by: float = 20.0) -> str:
+    """Which trainings of :func:`tilts` leaned away from the camera (a negative tilt, as if
+    seen from below) by more than ``by`` degrees over their first epoch and in their last."""
+    def which(key: str) -> str:
+        names = [r["training"] for r in rows if r.get(key, 0.0) < -by]
+        return f"{len(names)} of {len(rows)}" + (f" ({', '.join(names)})" if names else "")
+
+    return (f"Trainings whose lifted world leaned away from the camera by more than {by:g} "
+            f"degrees over their first epoch: {which('tilt, epoch 1')}; in their last epoch: "
+            f"{which('tilt, last epoch')}.")
+
+
 def realism_check(truth: dict, study: dict, model: str = "ours") -> str:
     """What the realism test gives true 3D (``truth``: {"up" | "camera": critic accuracy %},
     ``lib.evaluate.realism_of_truth``) beside ``model``'s score over seeds, and what that

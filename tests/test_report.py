@@ -299,3 +299,19 @@ def test_realism_check_says_which_axis_penalises_true_3d():
     assert "ours scores 83.0 ± 1.0% over 2 seeds, 5.7 points above" in text
     assert "cannot tell the axes apart" in realism_check({"up": 80.0, "camera": 83.0}, {})
     assert realism_check({"up": 80.0, "camera": 83.0}, {}).endswith("apart.")
+
+
+def test_tilts_tabulate_each_training_and_name_those_tilted_away():
+    from lib.report import tilted_away, tilts
+
+    epoch = lambda tilt, acc=0.6: {"tilt_deg": tilt, "d_acc": acc}  # noqa: E731
+    rows = tilts({"a": [epoch(-49.0), epoch(-38.0), epoch(-35.0), epoch(-43.04, 0.83)],
+                  "b": [epoch(10.0), epoch(-25.0)]})
+    assert rows[0] == {"training": "a", "tilt, epoch 1": -49.0, "tilt, epoch 2": -38.0,
+                       "tilt, epoch 3": -35.0, "tilt, last epoch": -43.0,
+                       "discriminator accuracy, last epoch (%)": 83.0}
+    assert "tilt, epoch 3" not in rows[1] and rows[1]["tilt, last epoch"] == -25.0
+    assert tilted_away(rows) == (
+        "Trainings whose lifted world leaned away from the camera by more than 20 degrees over "
+        "their first epoch: 1 of 2 (a); in their last epoch: 2 of 2 (a, b).")
+    assert "first epoch: 0 of 2;" in tilted_away(rows, by=50)
