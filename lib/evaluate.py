@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from .geometry import apply_mask, center, missing_mask
 from .metrics import best_of_k, pa_mpjpe, summarize
 from .models import lift_all, predict
 from .priors import backward_knee_rate
-from .runs import Run, load_run
+from .runs import Run, RunError, load_run
 from .skeleton import LIMB_JOINTS
 
 
@@ -279,6 +280,8 @@ def main(argv=None) -> None:
     p.add_argument("--bh-size", type=int, default=5000,
                    help="poses used for best-of-K (0 = all; K=50 on a CPU is slow)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--training", action="store_true",
+                   help="score the folder's own training, not the model made of its restarts")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     args = p.parse_args(argv)
     try:
@@ -286,9 +289,13 @@ def main(argv=None) -> None:
         missing = int_list(args.missing, "--missing", low=0, high=len(LIMB_JOINTS))
         if args.size is not None and args.size < 1:
             raise ValueError(f"--size must be a positive number of poses, got {args.size}")
-        res = evaluate_run(args.run, args.split, ks, missing, args.size,
-                           args.bh_size or None, args.device)
-    except (FileNotFoundError, ValueError) as e:  # DataError and bad arguments
+        run = Path(args.run) if args.training else Run(args.run).chosen()
+        if run != Path(args.run):  # the first of several restarts (restarts.json)
+            print(f"{args.run}: the model of its restarts is {run}; scoring that "
+                  f"(--training scores this folder's own)", file=sys.stderr)
+        res = evaluate_run(run, args.split, ks, missing, args.size, args.bh_size or None,
+                           args.device)
+    except (FileNotFoundError, ValueError, RunError) as e:  # DataError and bad arguments
         sys.exit(f"error: {e}")
     if not res["finished"]:
         print(f"warning: {args.run}: the run is not finished (no 'done' marker); these are "

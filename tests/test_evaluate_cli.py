@@ -43,3 +43,26 @@ def test_damaged_checkpoint_is_one_line(run, tmp_path, content):
     (broken / "checkpoint.pt").write_bytes(content)
     with pytest.raises(SystemExit, match=r"^error: .*broken/checkpoint.pt: unreadable checkpoint"):
         main(["--run", str(broken), "--split", "test_unseen_styles"])
+
+
+def test_a_first_restart_is_scored_as_the_model_its_record_names(run, tmp_path, capsys):
+    """--run on the first of several restarts scores the model restarts.json names (as
+    lib.lift lifts with it); --training scores the folder's own training."""
+    import json
+    import shutil
+
+    first, second = tmp_path / "ours", tmp_path / "ours-seed100"
+    shutil.copytree(run, first)
+    shutil.copytree(run, second)
+    (first / "restarts.json").write_text(json.dumps(
+        {"chosen": "ours-seed100", "runs": ["ours", "ours-seed100"]}))
+    args = ["--run", str(first), "--k", "1", "--missing", "0", "--size", "16", "--json"]
+    main(args)
+    out = capsys.readouterr()
+    assert json.loads(out.out)["run"] == str(second)
+    assert "the model of its restarts is" in out.err
+    main([*args, "--training"])
+    assert json.loads(capsys.readouterr().out)["run"] == str(first)
+    (first / "restarts.json").write_text(json.dumps({"chosen": "gone", "runs": ["ours"]}))
+    with pytest.raises(SystemExit, match="^error: .*restarts.json: names 'gone'"):
+        main(args)
