@@ -335,7 +335,7 @@ def tilted_away(rows: list[dict], by: float = 20.0) -> str:
     seen from below) by more than ``by`` degrees over their first epoch and in their last."""
     def which(key: str) -> str:
         names = [r["training"] for r in rows if r.get(key, 0.0) < -by]
-        return f"{len(names)} of {len(rows)}" + (f" ({', '.join(names)})" if names else "")
+        return f"{len(names)} of {len(rows)}" + (f" ({'; '.join(names)})" if names else "")
 
     return (f"Trainings whose lifted world leaned away from the camera by more than {by:g} "
             f"degrees over their first epoch: {which('tilt, epoch 1')}; in their last epoch: "

@@ -313,5 +313,5 @@ def test_tilts_tabulate_each_training_and_name_those_tilted_away():
     assert "tilt, epoch 3" not in rows[1] and rows[1]["tilt, last epoch"] == -25.0
     assert tilted_away(rows) == (
         "Trainings whose lifted world leaned away from the camera by more than 20 degrees over "
-        "their first epoch: 1 of 2 (a); in their last epoch: 2 of 2 (a, b).")
+        "their first epoch: 1 of 2 (a); in their last epoch: 2 of 2 (a; b).")
     assert "first epoch: 0 of 2;" in tilted_away(rows, by=50)
