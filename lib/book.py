@@ -59,7 +59,7 @@ OURS = {"mode": "det_gan", "depth_only": True, "lambda_cycle": 0.01, "ema": 0.99
         "body_augment": 0.5, "flip_test": True, "view_axis": "up", "up_warmup": 2,
         "select_epochs": 6, "restarts": 3}
 OURS_ONE = {**OURS, "restarts": 1}  # one training per seed: the ablation starts from it
-OURS_NOWARM = {**OURS_ONE, "up_warmup": 0}  # the ours before the camera warm-up
+OURS_NOWARM = {**OURS_ONE, "up_warmup": 0}  # the ours before the upright start
 OURS_CAMERA = {**OURS_NOWARM, "view_axis": "camera"}  # the ours before the world vertical
 OURS_LAST_EPOCH = {**OURS_NOWARM, "select_epochs": 0}  # the ours the last levers were tried on
 # The models every chapter draws on: name -> parameter overrides on top of the profile.
@@ -126,7 +126,7 @@ LABELS = {
     "ours_one": "Ours from one training per seed (no restarts averaged)",
     "ours_last": "Ours from one training, its last epoch's weights (no 2D-test choice)",
     "ours_noflip": "Ours without the test-time flip",
-    "ours_nowarm": "Ours from one training, without the camera warm-up (world vertical from "
+    "ours_nowarm": "Ours from one training, without the upright start (world vertical from "
                    "the first epoch)",
     "ours_camera": "Ours without the world vertical (views about the camera's)",
     "ours_noise": "Ours without the world vertical or other bodies",

@@ -465,7 +465,7 @@ def test_levers_tried_and_not_kept_train_on_request_but_not_in_the_book():
     tried_on = {"ours_sym0.1": "ours_camera", "ours_sym1": "ours_camera",
                 "ours_tilt": "ours_nowarm", "ours_upema": "ours_nowarm",
                 "ours_noise2": "ours_nowarm", "ours_clamp": "ours_nowarm",
-                "ours_r1": "ours_nowarm"}  # all before the camera warm-up
+                "ours_r1": "ours_nowarm"}  # all before the upright start
     on_ours_now = {"ours_r1"}  # tried on ours with its selection of an epoch, one training
     lever = {"ours_sym0.1": "lambda_sym", "ours_sym1": "lambda_sym", "ours_tilt": "lambda_tilt",
              "ours_upema": "up_momentum", "ours_noise2": "real_noise",
