@@ -50,6 +50,8 @@ def test_targets_met_and_not_met():
     assert bad == {"PA-MPJPE": False, "std": False, "mirrored": False}
     one_seed = {r["target"].split()[0]: r["met"] for r in targets(study([50.0], [70.0]))}
     assert one_seed["std"] is False  # a spread needs seeds
+    edge = [r for r in targets(study([40.4, 36.4, 38.7], [70.0] * 3)) if "std" in r["target"]]
+    assert edge[0]["measured"] == "2.01 mm over 3 seeds" and not edge[0]["met"]  # not "2.0"
 
 
 def test_diagnosis_names_the_failing_part():
