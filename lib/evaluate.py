@@ -298,7 +298,7 @@ def main(argv=None) -> None:
     except (FileNotFoundError, ValueError, RunError) as e:  # DataError and bad arguments
         sys.exit(f"error: {e}")
     if not res["finished"]:
-        print(f"warning: {args.run}: the run is not finished (no 'done' marker); these are "
+        print(f"warning: {run}: the run is not finished (no 'done' marker); these are "
               f"the numbers of its last checkpoint", file=sys.stderr)
     if args.json:
         print(json.dumps(res))

@@ -114,8 +114,8 @@ class Run:
         a fresh training in this folder must remove, so that nothing of an earlier one is
         resumed, selected from or reported under its configuration."""
         made = [self.history_path, self.checkpoint, self.done_path, self.sign_path,
-                self.selected_path, self.selection_path, self.restarts_path,
-                *self.path.glob("candidates/epoch-*.pt"), *self.path.glob("*.json")]
+                self.selected_path, *self.path.glob("candidates/epoch-*.pt"),
+                *self.path.glob("*.json")]  # selection, restarts, evaluations, realism
         return sorted({p for p in made if p.is_file()})
 
     def load(self, device: str = "auto", flip_test: bool | None = None,
@@ -129,8 +129,8 @@ class Run:
         first member's normaliser and configuration."""
         from .models import Ensemble, build_models
 
-        if self.members():  # the mean of the restarts' lifts, each member as it predicts
-            loaded = [Run(m).load(device, flip_test, selected) for m in self.members()]
+        if members := self.members():  # the mean of the restarts' lifts, each as it predicts
+            loaded = [Run(m).load(device, flip_test, selected) for m in members]
             return Ensemble([lifter for lifter, _, _ in loaded]).eval(), *loaded[0][1:]
         if not self.checkpoint.is_file():
             raise FileNotFoundError(f"{self.checkpoint}: no checkpoint; train first with "
@@ -226,7 +226,7 @@ class Run:
         """Make this folder the average of the runs ``folders`` (siblings of it), forgetting
         what was cached here for other members."""
         names = [Path(f).name for f in folders]
-        if self.members_path.is_file() and json.loads(self.members_path.read_text()) == names:
+        if [m.name for m in self.members()] == names:
             return
         self.path.mkdir(parents=True, exist_ok=True)
         for old in self.path.glob("*.json"):  # evaluations of another average
