@@ -67,30 +67,35 @@ class Dropout(nn.Dropout):
         return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
 
 
-class _MishBF16(torch.autograd.Function):
-    """mish(x) = x tanh(softplus(x)) = x n / (n + 2) with n = e^x (e^x + 2): a few cheap
-    element-wise operations where torch's bfloat16 kernel is slow (2.6x faster, forward and
-    backward, on the 2-core machine). d/dx = t + x (1 - t^2) sigmoid(x), t = n / (n + 2)."""
+class _Mish(torch.autograd.Function):
+    """mish(x) = x tanh(softplus(x)) = x n / w, with n = e^x (e^x + 2) and w = n + 2: one
+    exp and a few element-wise operations, mostly in place, where torch's own kernel is slow
+    on a CPU, in float32 as in bfloat16. With lib.models' Dropout, a training step of ours
+    takes 1.46x less time than with torch's layers (``OMP_NUM_THREADS=1 python -m lib.bench
+    --variants``, one thread of the 2-core Xeon, float32), where the earlier bfloat16-only
+    version gave 1.35x. d/dx = t + x (1 - t^2) sigmoid(x) with t = n / w, which is
+    (w - 2 + 4 x e^x (e^x + 1) / w) / w."""
 
     @staticmethod
     def forward(ctx, x):
-        e = torch.exp(x.clamp(max=20.0))  # above 20, t is 1 in every float format
-        n = e * (e + 2)
-        t = n / (n + 2)
-        ctx.save_for_backward(x, t)
-        return x * t
+        e = x.clamp(max=20.0).exp_()  # above 20, t is 1 in every float format
+        n = (e + 2).mul_(e)
+        w = n + 2
+        ctx.save_for_backward(x, e, w)
+        return n.div_(w).mul_(x)
 
     @staticmethod
     def backward(ctx, grad):
-        x, t = ctx.saved_tensors
-        return grad * (t + x * (1 - t * t) * torch.sigmoid(x))
+        x, e, w = ctx.saved_tensors
+        d = (e + 1).mul_(e).mul_(x).mul_(4).div_(w)
+        return d.add_(w).sub_(2).div_(w).mul_(grad)
 
 
 class Mish(nn.Mish):
-    """``nn.Mish``; bfloat16 inputs (autocast training) take the faster ``_MishBF16``."""
+    """``nn.Mish`` computed by ``_Mish`` (same values and gradients, faster on a CPU)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _MishBF16.apply(x) if x.dtype == torch.bfloat16 else super().forward(x)
+        return _Mish.apply(x)
 
 
 def layer(in_dim: int, out_dim: int, act: nn.Module, bn: bool, dropout: float | None,

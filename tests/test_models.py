@@ -156,16 +156,21 @@ def test_dropout_keeps_a_fraction_1_minus_p_and_scales_it():
     assert abs(torch.corrcoef(rows.float().T)[0, 1:4]).max() < 0.1
 
 
-def test_mish_in_bfloat16_matches_torch_mish_and_its_gradient():
-    from lib.models import _MishBF16
+def test_mish_matches_torch_mish_and_its_gradient_in_every_float_format():
+    from lib.models import _Mish
 
     x = torch.linspace(-40, 40, 20001, dtype=torch.float64, requires_grad=True)
     ref = torch.nn.functional.mish(x)
-    fast = _MishBF16.apply(x)
+    fast = _Mish.apply(x)
     assert torch.allclose(fast, ref, atol=1e-12)
     g_ref, = torch.autograd.grad(ref.sum(), x)
     g_fast, = torch.autograd.grad(fast.sum(), x)
     assert torch.allclose(g_fast, g_ref, atol=1e-12)
+    x32 = x.detach().float().requires_grad_(True)
+    g32, = torch.autograd.grad(_Mish.apply(x32).sum(), x32)
+    assert torch.allclose(g32.double(), g_ref, atol=1e-6)
+    assert torch.autograd.gradcheck(_Mish.apply, torch.randn(64, dtype=torch.float64,
+                                                              requires_grad=True) * 5)
     xb = x.detach().bfloat16()
     from lib.models import Mish
 
