@@ -53,11 +53,14 @@ from .train import Trainer
 # ahead, its lifts barely deeper than flat), and good seeds still differ by several mm: so
 # ours is trained three times per seed, from seeds s, s + 100 and s + 200, and predicts with
 # the mean of the trainings whose lifts of training 2D poses agree (closer to each other
-# than to the flat lift; restarts, lib.runs.choose_restarts); nothing 3D chooses.
+# than to the flat lift; restarts, lib.runs.choose_restarts); nothing 3D chooses. A training
+# that agrees with no other is replaced: a spare restart (seed s + 300, then s + 400) is
+# trained and the choice made again among all, until three agree or the two spares are
+# spent (spare_restarts), so that each seed's model averages as many trainings as it can.
 OURS = {"mode": "det_gan", "depth_only": True, "lambda_cycle": 0.01, "ema": 0.999,
         "lr_schedule": "cosine", "orient": True, "lambda_hinge": 1.0, "noise_on": "both",
         "body_augment": 0.5, "flip_test": True, "view_axis": "up", "up_warmup": 2,
-        "select_epochs": 6, "restarts": 3}
+        "select_epochs": 6, "restarts": 3, "spare_restarts": 2}
 OURS_ONE = {**OURS, "restarts": 1}  # one training per seed: the ablation starts from it
 OURS_NOWARM = {**OURS_ONE, "up_warmup": 0}  # the ours before the upright start
 OURS_CAMERA = {**OURS_NOWARM, "view_axis": "camera"}  # the ours before the world vertical
@@ -122,7 +125,8 @@ LABELS = {
     "vae_gan_pmiss": "VAE-GAN trained with missing joints",
     "vae_gan_mirror": "VAE-GAN + knee-hinge prior (mirror-aware)",
     "ours": "Ours (depth lifter + cycle + knee hinge + noise on both + other bodies + "
-            "world vertical + 2D-test epoch + test-time flip + agreeing restarts averaged)",
+            "world vertical + 2D-test epoch + test-time flip + agreeing restarts averaged, with "
+            "spares)",
     "ours_one": "Ours from one training per seed (no restarts averaged)",
     "ours_last": "Ours from one training, its last epoch's weights (no 2D-test choice)",
     "ours_noflip": "Ours without the test-time flip",
@@ -225,20 +229,29 @@ def ensure_run(profile: str, model: str, seed: int = 0, **overrides) -> Path:
     unless finished (an interrupted run resumes from its last checkpoint). A variant is its
     model's runs, trained as that model. A model with ``restarts`` > 1 trains each restart
     (:func:`restart_seeds`) and is what :func:`lib.runs.choose_restarts` makes of them from
-    2D alone: one restart, or the folder :func:`kept_dir` that averages several. The record
-    is written to the first restart's ``restarts.json`` (which ``lib.lift`` follows) and
-    reused while it is newer than every restart's weights."""
+    2D alone: one restart, or the folder :func:`kept_dir` that averages several. While fewer
+    than ``restarts`` of them agree, it trains a spare restart (at most ``spare_restarts``)
+    and chooses again among them all. The record is written to the first restart's
+    ``restarts.json`` (which ``lib.lift`` follows) and reused while it is newer than every
+    restart's weights."""
     base = VARIANTS.get(model, model)
+    cfg = model_config(profile, model, seed, **overrides)
     seeds = restart_seeds(profile, model, seed)
-    folders = [ensure_trained(model_config(profile, base, s, **overrides),
-                              run_dir(profile, base, s)) for s in seeds]
-    if len(folders) == 1:
-        return folders[0]
-    first = Run(folders[0])
-    record = first.restart_record_current(folders)
-    if record is None:
-        record = choose_restarts(folders, D.load(model_config(profile, base, seed), "train"))
-        first.restarts_path.unlink(missing_ok=True)  # written anew below: fresh again
+    while True:
+        folders = [ensure_trained(model_config(profile, base, s, **overrides),
+                                  run_dir(profile, base, s)) for s in seeds]
+        if len(folders) == 1:
+            return folders[0]
+        first = Run(folders[0])
+        record = first.restart_record_current(folders)
+        if record is None:
+            record = choose_restarts(folders, D.load(model_config(profile, base, seed),
+                                                     "train"))
+            first.restarts_path.unlink(missing_ok=True)  # written anew below: fresh again
+        if (len(record["members"]) >= cfg["restarts"]
+                or len(seeds) >= cfg["restarts"] + cfg["spare_restarts"]):
+            break
+        seeds.append(seed + RESTART_STRIDE * len(seeds))  # a spare: train it, choose again
     members = [first.path.parent / m for m in record["members"]]
     kept = kept_dir(profile, model, seed)
     if len(members) > 1:
@@ -246,7 +259,9 @@ def ensure_run(profile: str, model: str, seed: int = 0, **overrides) -> Path:
     elif kept.is_dir():  # an average of an earlier choice: nothing reads it any more
         shutil.rmtree(kept)
     chosen = members[0] if len(members) == 1 else kept
-    first.record_restarts({**record, "chosen": chosen.name})
+    spares = len(seeds) - cfg["restarts"] if cfg["spare_restarts"] else None
+    first.record_restarts({**record, "chosen": chosen.name,
+                           **({"spares": spares} if spares is not None else {})})
     return chosen
 
 
@@ -258,9 +273,18 @@ def kept_dir(profile: str, model: str, seed: int = 0) -> Path:
 
 def restart_seeds(profile: str, model: str, seed: int = 0) -> list[int]:
     """The seeds of the trainings that make ``model``'s seed ``seed``: ``seed`` itself, then
-    ``seed + RESTART_STRIDE * k`` for each further restart."""
-    return [seed + RESTART_STRIDE * k
-            for k in range(model_config(profile, model, seed)["restarts"])]
+    ``seed + RESTART_STRIDE * k`` for each further restart, and for each spare restart that
+    :func:`ensure_run` trained and recorded (the record names its runs)."""
+    cfg = model_config(profile, model, seed)
+    n = cfg["restarts"]
+    if n > 1 and cfg["spare_restarts"]:
+        record = Run(run_dir(profile, model, seed)).restart_record() or {}
+        names = [run_dir(profile, model, seed + RESTART_STRIDE * k).name
+                 for k in range(n + cfg["spare_restarts"])]
+        runs = record.get("runs", [])
+        if names[:len(runs)] == runs:
+            n = max(n, len(runs))
+    return [seed + RESTART_STRIDE * k for k in range(n)]
 
 
 def restart_of(seed: int) -> tuple[int, int]:
@@ -559,11 +583,21 @@ def _train_job(profile: str, model: str, seed: int, threads: int, line: str,
     ensure_trained(model_config(profile, model, seed, progress=False),
                    run_dir(profile, model, seed))  # this training alone, not its restarts
     t_check = time.perf_counter()
+    spare = 0.0  # seconds of spare restarts: training, not checks
     base = restart_of(seed)[0]  # the model's seed that this training is a restart of
+    seeds = restart_seeds(profile, model, base)
     if all(Run(run_dir(profile, model, s)).finished(model_config(profile, model, s))
-           for s in restart_seeds(profile, model, base)):  # else the last restart prepares
+           for s in seeds):  # else the last restart prepares
+        ensure_run(profile, model, base, progress=False)  # spare restarts, if it needs any
+        spares = restart_seeds(profile, model, base)[len(seeds):]
+        if spares:
+            spare = time.perf_counter() - t_check
+            sys.stdout.write(f"{job_name(model, base)}: a training agreed with no other; "
+                             f"trained {', '.join(job_name(model, s) for s in spares)} in "
+                             f"{spare / 60:.1f} min; {_elapsed(t0)}\n")
+            sys.stdout.flush()
         prepare(profile, model, base)
-    return t_check - t, time.perf_counter() - t_check
+    return t_check - t + spare, time.perf_counter() - t_check - spare
 
 
 def _epochs_done(folder: Path) -> int:

@@ -106,6 +106,9 @@ DEFAULTS = {
     # one the 2D-only realism test scores best (lib.runs.choose_restarts; needs
     # select_epochs); 1 = one training
     "restarts": 1,
+    # with restarts > 1: while fewer than `restarts` of the trainings agree, train up to this
+    # many more (seeds s + 100 k, k = restarts, restarts + 1, ...) and choose again
+    "spare_restarts": 0,
     "lr_schedule": "constant",  # "constant" or "cosine" (decays to 0 at the last epoch)
     # after training, pick the depth sign whose knees bend forwards on training 2D poses
     # (lib.priors.orientation); applied to predictions, the weights are not changed
@@ -127,7 +130,7 @@ DEFAULTS = {
 # keys that may change between a checkpoint and its resumption (how, not what, is trained)
 RUNTIME_KEYS = frozenset({"device", "compile", "bf16", "tf32", "progress", "epochs",
                           "checkpoint_every", "val_every", "orient", "flip_test",
-                          "use_selection", "restarts"})
+                          "use_selection", "restarts", "spare_restarts"})
 
 
 class ConfigError(ValueError):
@@ -195,6 +198,9 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
         raise ConfigError(f"select_epochs must not be negative, got {cfg['select_epochs']!r}")
     if not _is_int(cfg["restarts"]) or cfg["restarts"] < 1:
         raise ConfigError(f"restarts must be a positive integer, got {cfg['restarts']!r}")
+    if not _is_int(cfg["spare_restarts"]) or cfg["spare_restarts"] < 0:
+        raise ConfigError(f"spare_restarts must be a whole number >= 0, "
+                          f"got {cfg['spare_restarts']!r}")
     if cfg["restarts"] > 1 and not cfg["select_epochs"]:
         raise ConfigError("restarts > 1 needs select_epochs >= 1: the 2D-only realism test "
                           "that chooses among the restarts scores the weights they kept")
@@ -287,7 +293,7 @@ def pick_device(name: str) -> torch.device:
 def bf16_enabled(setting, device: torch.device) -> bool:
     """Whether a run autocasts to bfloat16: ``setting`` (the ``bf16`` key) unless "auto",
     which means where the device computes bfloat16 natively (emulated, it is slower than
-    float32: 2.4x on a 2-core AVX-512 CPU without BF16, ``python -m lib.bench --variants``)."""
+    float32: 2.2x on a 2-core AVX-512 CPU without BF16, ``python -m lib.bench --variants``)."""
     if setting != "auto":
         return bool(setting)
     if device.type == "cuda":

@@ -288,8 +288,7 @@ def restarts(study: dict, model: str = "ours", split: str = "test_unseen_styles"
         if len(idx) > 1:
             averaged += 1
             part = f"seed {seed}: " + (f"all {k} averaged" if len(idx) == k else
-                                       "trainings " + " and ".join(str(i + 1) for i in idx)
-                                       + " averaged")
+                                       f"trainings {_and(str(i + 1) for i in idx)} averaged")
             for o in (i for i in range(k) if i not in idx):
                 near = min(c["pairs"][o][i] for i in idx)
                 part += (f" (training {o + 1} lies {near:.0f} mm from the nearest of them and "
@@ -298,6 +297,11 @@ def restarts(study: dict, model: str = "ours", split: str = "test_unseen_styles"
             scores = " / ".join(f"{a:.1f}%" for a in c["critic_accuracy"])
             part = (f"seed {seed}: no two agree, training {idx[0] + 1} kept by the realism "
                     f"test ({scores})")
+        spares = c.get("spares", 0)
+        if spares:
+            part += (f" (training{'s' if spares > 1 else ''} "
+                     f"{_and(str(i + 1) for i in range(k - spares, k))} "
+                     f"{'were spares' if spares > 1 else 'a spare'})")
         if first is not None and seed < len(first["values"]):
             part += f", {first['values'][seed]:.1f} -> {kept[seed]:.1f} mm"
         parts.append(part)
@@ -308,7 +312,22 @@ def restarts(study: dict, model: str = "ours", split: str = "test_unseen_styles"
             f"with the PA-MPJPE on "
             f"{split_name(split)} of the first training alone and of the model: "
             + "; ".join(parts) + f". The model averages several trainings on {averaged} of "
-            f"{n} seeds.")
+            f"{n} seeds." + _spares(choices))
+
+
+def _spares(choices: list[dict]) -> str:
+    """How many of the trainings of :func:`restarts` were spares ("" for records without)."""
+    if not any("spares" in c for c in choices):
+        return ""
+    k, n = sum(c.get("spares", 0) for c in choices), sum(len(c["runs"]) for c in choices)
+    return (f" A spare is trained when fewer trainings agree than were planned; {k} of the "
+            f"{n} trainings {'was a spare' if k == 1 else 'were spares'}.")
+
+
+def _and(items) -> str:
+    """'1', '1 and 2', '1, 2 and 3'."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 # how far one run's realism-test score moves between critic seeds (seeds 0-2 of the critic on

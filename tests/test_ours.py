@@ -430,7 +430,6 @@ def test_a_variant_evaluates_its_models_runs_and_is_no_training_job():
         SEED_MODELS,
         VARIANTS,
         model_config,
-        restart_seeds,
         run_dir,
         seed_plan,
     )
@@ -442,9 +441,10 @@ def test_a_variant_evaluates_its_models_runs_and_is_no_training_job():
     assert all(plan[m] == ABLATION_SEEDS[m] for m in ABLATION_SEEDS)
     assert plan["ours_camera"] == 1 and plan["ours_base"] == 1
     assert sum(plan[m] for m in MODELS if m not in VARIANTS) == 18  # models x seeds
-    trainings = sum(len(restart_seeds("default", m, s)) for m in MODELS if m not in VARIANTS
-                    for s in range(plan[m]))
-    assert trainings == 24  # the default build's: ours three times per seed
+    trainings = sum(model_config("default", m, s)["restarts"] for m in MODELS
+                    if m not in VARIANTS for s in range(plan[m]))
+    assert trainings == 24  # the default build's: ours three times per seed (and any spares)
+    assert model_config("default", "ours")["spare_restarts"] == 2
     assert all(plan[m] == 1 for m in MODELS if m not in (*SEED_MODELS, *ABLATION))
     assert seed_plan(1) == {m: 1 for m in MODELS}
     assert run_dir("quick", "ours_noflip", 2) == run_dir("quick", "ours", 2)

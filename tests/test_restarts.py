@@ -58,6 +58,8 @@ def test_a_run_folder_points_to_its_chosen_restart(tmp_path):
     ({"restarts": 0}, "restarts must be a positive integer"),
     ({"restarts": 1.5}, "restarts must be a whole number"),
     ({"restarts": 2, "select_epochs": 0}, "restarts > 1 needs select_epochs"),
+    ({"spare_restarts": -1}, "spare_restarts must be a whole number >= 0"),
+    ({"spare_restarts": 1.5}, "spare_restarts must be a whole number"),
     ({"bf16": "yes"}, "bf16 must be true, false or 'auto'"),
 ])
 def test_bad_restarts_and_bf16_settings_are_clear_errors(bad, message):
@@ -134,16 +136,28 @@ def test_report_names_what_each_seed_averages_and_what_it_changed():
             "86.0%), 40.4 -> 41.0 mm.") in text
     assert "lifts of 5000 training 2D poses" in text
     assert "averages several trainings on 1 of 2 seeds" in text
+    assert "spare" not in text  # records from before spares say nothing of them
+    runs0.append("ours-seed300")  # a spare for training 1, which agreed with no other
+    study["restarts"]["ours"][0].update(
+        members=runs0[1:], spares=1, flat=[35.1, 68.8, 66.0, 67.0],
+        pairs=[[0, 88.7, 90.1, 91.0], [88.7, 0, 30.0, 25.0], [90.1, 30.0, 0, 28.0],
+               [91.0, 25.0, 28.0, 0]])
+    study["restarts"]["ours"][1]["spares"] = 0
+    text = restarts(study, "ours")
+    assert ("seed 0: trainings 2, 3 and 4 averaged (training 1 lies 89 mm from the nearest of "
+            "them and 35 mm from the flat lift) (training 4 a spare), 88.9 -> 42.0 mm;") in text
+    assert "1 of the 7 trainings was a spare" in text
     assert restarts({"models": {}}, "ours") == ""  # a study without restarts says nothing
     del study["models"]["ours_one"]  # without the first trainings' errors: no mm
     text = restarts(study, "ours")
-    assert "trainings 2 and 3 averaged" in text and "->" not in text
+    assert "trainings 2, 3 and 4 averaged" in text and "->" not in text
 
 
 def test_ours_trains_each_restart_and_predicts_with_what_agrees(tmp_path):
     """ensure_run on a three-restart model: every training finished (seeds s, s + 100 and
     s + 200), their lifts compared from 2D alone, the model the mean of those that agree (or
-    the one the realism test keeps), recorded where lib.lift finds it."""
+    the one the realism test keeps), recorded where lib.lift finds it (no spares here: the
+    next test trains them)."""
     from lib.book import REPO, ensure_run, kept_dir, restart_choice, run_dir
     from lib.evaluate import predictions
     from lib.lift import PoseLifter
@@ -154,7 +168,7 @@ def test_ours_trains_each_restart_and_predicts_with_what_agrees(tmp_path):
                       + "epochs: 1\ntrain_size: 2048\nval_size: 64\n")
     profile = str(params)
     try:
-        chosen = ensure_run(profile, "ours", progress=False)
+        chosen = ensure_run(profile, "ours", progress=False, spare_restarts=0)
         folders = [run_dir(profile, "ours", s) for s in (0, 100, 200)]
         assert all(Run(f).finished() for f in folders)
         record = restart_choice(profile, "ours")
@@ -169,7 +183,7 @@ def test_ours_trains_each_restart_and_predicts_with_what_agrees(tmp_path):
         # make all three agree: ours is their mean, the first training alone is ours_one
         record = {**record, "members": [f.name for f in folders]}
         Run(folders[0]).record_restarts(record)  # newer than the weights: reused
-        kept = ensure_run(profile, "ours", progress=False)
+        kept = ensure_run(profile, "ours", progress=False, spare_restarts=0)
         assert kept == kept_dir(profile, "ours") and Run(kept).members() == folders
         assert restart_choice(profile, "ours")["members"] == [f.name for f in folders]
         mean = sum(predictions(f, "test_unseen_styles", size=32)["pred"] for f in folders) / 3
@@ -179,17 +193,64 @@ def test_ours_trains_each_restart_and_predicts_with_what_agrees(tmp_path):
         assert torch.allclose(got, mean, rtol=2e-3, atol=0.1)
         assert not torch.allclose(got, predictions(folders[0], "test_unseen_styles",
                                                    size=32)["pred"], rtol=2e-3, atol=0.1)
-        assert ensure_run(profile, "ours_noflip", progress=False) == kept
-        assert ensure_run(profile, "ours_one", progress=False) == folders[0]
-        assert ensure_run(profile, "ours_last", progress=False) == folders[0]
+        assert ensure_run(profile, "ours_noflip", progress=False, spare_restarts=0) == kept
+        assert ensure_run(profile, "ours_one", progress=False, spare_restarts=0) == folders[0]
+        assert ensure_run(profile, "ours_last", progress=False, spare_restarts=0) == folders[0]
         assert PoseLifter.from_run(folders[0]).source == str(kept)
         assert len(Run(kept).history()) == 1  # the first member's epochs
         # back to one member: the average's folder goes, and that training predicts
         Run(folders[0]).record_restarts({**record, "members": [folders[1].name]})
-        assert ensure_run(profile, "ours", progress=False) == folders[1]
+        assert ensure_run(profile, "ours", progress=False, spare_restarts=0) == folders[1]
         assert not kept.exists() and Run(folders[0]).chosen() == folders[1]
     finally:
         shutil.rmtree(REPO / "runs" / "restarttest", ignore_errors=True)
+
+
+def test_a_training_that_agrees_with_no_other_is_replaced_by_a_spare(tmp_path, monkeypatch):
+    """While fewer trainings agree than were planned, ensure_run trains a spare restart (seed
+    s + 300, then s + 400) and chooses again among all of them, at most spare_restarts times;
+    the record counts the spares and restart_seeds names them, so a rebuild trains them up
+    front and reuses the choice."""
+    import lib.book
+    import lib.evaluate
+    from lib.book import REPO, ensure_run, kept_dir, restart_choice, restart_seeds
+
+    params = tmp_path / "sparetest.yaml"
+    params.write_text((REPO / "params" / "quick.yaml").read_text()
+                      + "epochs: 1\ntrain_size: 512\nval_size: 64\n")
+    profile = str(params)
+    calls = []
+
+    def choose(folders, train, left_out=("ours-seed100",)):  # training 2 agrees with none
+        names = [Path(f).name for f in folders]
+        calls.append(names)
+        members = [n for n in names if n not in left_out][:3]
+        return {"runs": names, "members": members, "pairs": [], "flat": [], "poses": 0,
+                "critic_accuracy": [], "critic_seed": 1}
+
+    monkeypatch.setattr(lib.book, "choose_restarts", choose)
+    # each training's choice of an epoch is not under test here: a constant score, no critic
+    monkeypatch.setattr(lib.evaluate, "lifter_realism", lambda *a, **k: {"critic_accuracy": 50.0})
+    try:
+        assert ensure_run(profile, "ours", progress=False) == kept_dir(profile, "ours")
+        assert calls == [["ours", "ours-seed100", "ours-seed200"],
+                         ["ours", "ours-seed100", "ours-seed200", "ours-seed300"]]
+        record = restart_choice(profile, "ours")
+        assert record["members"] == ["ours", "ours-seed200", "ours-seed300"]
+        assert record["spares"] == 1 and record["chosen"] == "ours-kept"
+        assert restart_seeds(profile, "ours") == [0, 100, 200, 300]
+        assert restart_seeds(profile, "ours_one") == [0]
+        assert ensure_run(profile, "ours", progress=False) == kept_dir(profile, "ours")
+        assert len(calls) == 2  # the choice among four is reused
+        # where only one ever agrees with itself: two spares, then the choice stands
+        monkeypatch.setattr(lib.book, "choose_restarts",
+                            lambda f, t: choose(f, t, left_out=[Path(x).name for x in f][1:]))
+        assert ensure_run(profile, "ours", 1, progress=False).name == "ours-seed1"
+        assert [len(c) for c in calls[2:]] == [3, 4, 5]
+        assert restart_seeds(profile, "ours", 1) == [1, 101, 201, 301, 401]
+        assert restart_choice(profile, "ours", 1)["spares"] == 2
+    finally:
+        shutil.rmtree(REPO / "runs" / "sparetest", ignore_errors=True)
 
 
 def test_a_fresh_training_forgets_an_earlier_choice_of_restart(tmp_path):
