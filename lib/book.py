@@ -11,6 +11,7 @@ notebooks in ``book/`` stay without outputs), then Jupyter Book renders
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -588,15 +589,21 @@ def _train_job(profile: str, model: str, seed: int, threads: int, line: str,
     seeds = restart_seeds(profile, model, base)
     if all(Run(run_dir(profile, model, s)).finished(model_config(profile, model, s))
            for s in seeds):  # else the last restart prepares
-        ensure_run(profile, model, base, progress=False)  # spare restarts, if it needs any
-        spares = restart_seeds(profile, model, base)[len(seeds):]
-        if spares:
-            spare = time.perf_counter() - t_check
-            sys.stdout.write(f"{job_name(model, base)}: a training agreed with no other; "
-                             f"trained {', '.join(job_name(model, s) for s in spares)} in "
-                             f"{spare / 60:.1f} min; {_elapsed(t0)}\n")
-            sys.stdout.flush()
-        prepare(profile, model, base)
+        # two workers that finish a seed's last two restarts together: one at a time here,
+        # so that a spare is trained once (the second then finds it and the checks done)
+        first = run_dir(profile, model, base)
+        with open(first.with_name(f".{first.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            t_spare, known = time.perf_counter(), len(restart_seeds(profile, model, base))
+            ensure_run(profile, model, base, progress=False)  # spare restarts, if needed
+            spares = restart_seeds(profile, model, base)[known:]
+            if spares:
+                spare = time.perf_counter() - t_spare
+                sys.stdout.write(f"{job_name(model, base)}: a training agreed with no other; "
+                                 f"trained {', '.join(job_name(model, s) for s in spares)} "
+                                 f"in {spare / 60:.1f} min; {_elapsed(t0)}\n")
+                sys.stdout.flush()
+            prepare(profile, model, base)
     return t_check - t + spare, time.perf_counter() - t_check - spare
 
 
