@@ -285,23 +285,26 @@ def restarts(study: dict, model: str = "ours", split: str = "test_unseen_styles"
     for seed, c in enumerate(choices):
         k = len(c["runs"])
         idx = [c["runs"].index(m) for m in c["members"]]
+        notes = []  # one bracket after the part: the trainings left out, then the spares
         if len(idx) > 1:
             averaged += 1
             part = f"seed {seed}: " + (f"all {k} averaged" if len(idx) == k else
                                        f"trainings {_and(str(i + 1) for i in idx)} averaged")
             for o in (i for i in range(k) if i not in idx):
                 near = min(c["pairs"][o][i] for i in idx)
-                part += (f" (training {o + 1} lies {near:.0f} mm from the nearest of them and "
-                         f"{c['flat'][o]:.0f} mm from the flat lift)")
+                notes.append(f"training {o + 1} lies {near:.0f} mm from the nearest of them and "
+                             f"{c['flat'][o]:.0f} mm from the flat lift")
         else:
             scores = " / ".join(f"{a:.1f}%" for a in c["critic_accuracy"])
             part = (f"seed {seed}: no two agree, training {idx[0] + 1} kept by the realism "
                     f"test ({scores})")
         spares = c.get("spares", 0)
         if spares:
-            part += (f" (training{'s' if spares > 1 else ''} "
-                     f"{_and(str(i + 1) for i in range(k - spares, k))} "
-                     f"{'were spares' if spares > 1 else 'a spare'})")
+            notes.append(f"training{'s' if spares > 1 else ''} "
+                         f"{_and(str(i + 1) for i in range(k - spares, k))} "
+                         f"{'were spares' if spares > 1 else 'a spare'}")
+        if notes:
+            part += f" ({'; '.join(notes)})"
         if first is not None and seed < len(first["values"]):
             part += f", {first['values'][seed]:.1f} -> {kept[seed]:.1f} mm"
         parts.append(part)

@@ -1,5 +1,6 @@
 """Ours trained three times per seed and the trainings whose lifts agree averaged (issue 12,
-lever 10), and the bfloat16 setting that follows the hardware. Hand-made run folders and one tiny training."""
+lever 10), and the bfloat16 setting that follows the hardware. Hand-made run folders and one
+tiny training."""
 
 import json
 import shutil
@@ -145,7 +146,7 @@ def test_report_names_what_each_seed_averages_and_what_it_changed():
     study["restarts"]["ours"][1]["spares"] = 0
     text = restarts(study, "ours")
     assert ("seed 0: trainings 2, 3 and 4 averaged (training 1 lies 89 mm from the nearest of "
-            "them and 35 mm from the flat lift) (training 4 a spare), 88.9 -> 42.0 mm;") in text
+            "them and 35 mm from the flat lift; training 4 a spare), 88.9 -> 42.0 mm;") in text
     assert "1 of the 7 trainings was a spare" in text
     assert restarts({"models": {}}, "ours") == ""  # a study without restarts says nothing
     del study["models"]["ours_one"]  # without the first trainings' errors: no mm
