@@ -95,10 +95,10 @@ def with_torch_layers(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def variants(profile: str, model: str, steps: int, poses: int = 20_480) -> list[dict]:
-    """Seconds per training step of a book model (``lib.book.model_config``) on this
+    """Seconds per training step of a book model (``lib.experiment.model_config``) on this
     machine, in one run: torch's Dropout and Mish in float32 (the baseline), lib.models'
     layers in float32, and those in bfloat16 autocast; each with its ratio to the baseline."""
-    from .book import model_config
+    from .experiment import model_config
 
     rows = []
     for name, bf16, torch_layers in (("float32, torch's Dropout and Mish", False, True),

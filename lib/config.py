@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 
+REPO = Path(__file__).resolve().parent.parent  # the repository: params/, runs/, book/
 MODES = ("vae_gan", "vae", "det_gan", "supervised")
 
 DEFAULTS = {
@@ -88,9 +89,9 @@ DEFAULTS = {
     # with view_axis "up": the first this many epochs' novel views turn about the camera's
     # vertical instead, so that the lifted world starts upright before it sets its own axis
     "up_warmup": 0,
-    # mirror-aware prior (issue 5): weight of the anatomical hinge loss, 0 = the thesis
+    # mirror-aware prior (the mirror fix): weight of the anatomical hinge loss, 0 = the thesis
     "lambda_hinge": 0.0,
-    # levers of the unsupervised lifter "ours" (issue 12); the defaults are the thesis's
+    # levers of the unsupervised lifter "ours"; the defaults are the thesis's
     "depth_only": False,  # predict per-joint depth only; x, y come from the 2D input
     "lambda_cycle": 0.0,  # lift -> rotate -> project -> lift again -> rotate back consistency
     "lambda_sym": 0.0,  # left/right bone-length symmetry prior
@@ -103,7 +104,7 @@ DEFAULTS = {
     "use_selection": True,
     # train the model this many times from different seeds (restart k of seed s is the run
     # of seed s + 100 k) and predict with the mean of those whose lifts agree, or else the
-    # one the 2D-only realism test scores best (lib.runs.choose_restarts; needs
+    # one the 2D-only realism test scores best (lib.experiment.choose_restarts; needs
     # select_epochs); 1 = one training
     "restarts": 1,
     # with restarts > 1: while fewer than `restarts` of the trainings agree, train up to this

@@ -19,13 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import choose
 from . import data as D
 from .geometry import apply_mask, center, missing_mask
 from .metrics import best_of_k, pa_mpjpe, summarize
 from .models import lift_all, predict
 from .priors import backward_knee_rate
-from .runs import Run, RunError, load_run
+from .runs import SELECT_CRITIC_SEED, Run, RunError, load_run
 from .skeleton import LIMB_JOINTS
+from .splits import SPLITS, atomic_write, subset
 
 
 @torch.no_grad()
@@ -62,7 +64,7 @@ def predictions(run, split: str, size: int | None = None, device: str = "auto",
     ``flip_test``: as the run says (None), or forced on or off (``lib.runs.Run.load``)."""
     lifter, norm, cfg = load_run(run, device, flip_test)
     dev = next(lifter.parameters()).device
-    s = D.subset(D.load(cfg, split), size)
+    s = subset(D.load(cfg, split), size)
     x = torch.as_tensor(norm.pose2d(s["pose2d"]), device=dev)
     gt = torch.as_tensor(center(s["pose3d"]), device=dev)
     return {"lifter": lifter, "norm": norm, "split": s, "x": x, "gt": gt,
@@ -76,7 +78,7 @@ def evaluate_run(run, split: str, ks=(1, 5, 10, 20, 50), missing=(0, 1, 2),
     ``selected`` as in :meth:`lib.runs.Run.load`)."""
     lifter, norm, cfg = load_run(run, device, flip_test, selected)
     dev = next(lifter.parameters()).device
-    s = D.subset(D.load(cfg, split), size)
+    s = subset(D.load(cfg, split), size)
     x = torch.as_tensor(norm.pose2d(s["pose2d"]), device=dev)
     gt = torch.as_tensor(center(s["pose3d"]), device=dev)
     pred = predict(lifter, norm, x)
@@ -126,12 +128,38 @@ def lifter_realism(lifter, norm, train: dict, n: int = 20000, steps: int = 800,
     (chosen by ``seed``), half of them real, the other half lifted, against a critic of
     seed ``seed``."""
     dev = next(lifter.parameters()).device
-    train = D.subset(train, 2 * n, seed=seed)
+    train = subset(train, 2 * n, seed=seed)
     n = len(train["pose2d"]) // 2
     x = torch.as_tensor(norm.pose2d(train["pose2d"]), device=dev)
     with torch.no_grad():
         pose3d = lift_all(lifter, x[n:2 * n])
     return critic_test(x[:n], pose3d, axis, steps, seed)
+
+
+def choose_epoch(run, train: dict, n: int = 20000, seed: int = SELECT_CRITIC_SEED) -> int:
+    """Choose a run's model among the epochs' weights that training kept
+    (``select_epochs``), from 2D alone: each one's realism test (:func:`lifter_realism`, a
+    fresh critic telling its novel views of ``n`` training 2D poses from real ones) with
+    critic seed ``seed``, other than the seed 0 the book reports, so that the reported score
+    is not the one that chose; :func:`lib.choose.epoch` picks. Its weights are copied to
+    ``selected.pt`` and the scores written to ``selection.json``. Returns its epoch."""
+    run = Run(run)
+    paths = {int(p.stem.split("-")[1]): p
+             for p in sorted(run.path.glob("candidates/epoch-*.pt"))}
+    if not paths:
+        raise RunError(f"{run.path / 'candidates'}: no epoch weights to choose from")
+    lifter, norm, _ = run.load(selected=False)
+    dev = next(lifter.parameters()).device
+    scores = {}
+    for epoch, path in paths.items():
+        lifter.load_state_dict(torch.load(path, map_location=dev))
+        scores[epoch] = lifter_realism(lifter, norm, train, n, seed=seed)["critic_accuracy"]
+    best = choose.epoch(scores)
+    data = paths[best].read_bytes()
+    atomic_write(run.selected_path, lambda f: f.write(data))
+    atomic_write(run.selection_path, lambda f: f.write(json.dumps(
+        {"critic_seed": seed, "critic_accuracy": scores, "chosen": best}).encode()))
+    return best
 
 
 def lift_agreement(lifters, norm, train: dict, n: int = 5000, seed: int = 0) -> dict:
@@ -143,7 +171,7 @@ def lift_agreement(lifters, norm, train: dict, n: int = 5000, seed: int = 0) -> 
     truth is read."""
     from .metrics import chunked
 
-    x = torch.as_tensor(norm.pose2d(D.subset(train, n, seed=seed)["pose2d"]))
+    x = torch.as_tensor(norm.pose2d(subset(train, n, seed=seed)["pose2d"]))
     lifts = []
     for lifter in lifters:
         with torch.no_grad():
@@ -207,7 +235,7 @@ def realism_of_truth(train: dict, norm, n: int = 20000, seed: int = 0, axis: str
     """
     from .geometry import chain_length, project
 
-    train = D.subset(train, 2 * n, seed=seed)
+    train = subset(train, 2 * n, seed=seed)
     n = len(train["pose2d"]) // 2
     x = torch.as_tensor(norm.pose2d(train["pose2d"]))
     y = torch.as_tensor(norm.pose3d(train["pose3d"]))[n:2 * n]
@@ -273,7 +301,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lib.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="run folder written by python -m lib.train")
     p.add_argument("--split", default="test_unseen_styles",
-                   help=f"one of {D.SPLITS[1:]} (BNMD-17) or test (Human3.6M)")
+                   help=f"one of {SPLITS[1:]} (BNMD-17) or test (Human3.6M)")
     p.add_argument("--k", default="1,5,10,20,50", help="hypothesis counts for best-of-K")
     p.add_argument("--missing", default="0,1,2", help="numbers of missing limb joints")
     p.add_argument("--size", type=int, help="evaluate a fixed random subset of this many poses")

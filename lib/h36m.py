@@ -47,7 +47,7 @@ from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
 from lib.camera import H36M_CAMERAS, project
-from lib.data import SPLIT_KEYS, DataError, atomic_write, save_split, validate_split
+from lib.splits import SPLIT_KEYS, DataError, atomic_write, save_split, validate_split
 
 log = logging.getLogger(__name__)
 

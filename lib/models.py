@@ -294,7 +294,7 @@ def lift_depth(x2d: torch.Tensor, depth: torch.Tensor, c: float = C) -> torch.Te
 
 class Ensemble(nn.Module):
     """The mean of several trained lifters' single-hypothesis lifts: a model made of several
-    trainings of one configuration (restarts that agree, :func:`lib.runs.choose_restarts`).
+    trainings of one configuration (restarts that agree, :func:`lib.experiment.choose_restarts`).
     Each member lifts as :func:`lift_all` lifts it (its own depth sign and test-time flip);
     depth-only members' lifts lie on the input's rays, and so does their mean, which thus
     still reprojects onto the input. Deterministic: ``sample`` is ignored."""

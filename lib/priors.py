@@ -1,4 +1,4 @@
-"""Anatomical priors that need no 3D ground truth (the depth-mirror fix of issue 5).
+"""Anatomical priors that need no 3D ground truth (the depth-mirror fix).
 
 A pose and its mirror image in depth project to the same 2D under (near-)orthographic
 cameras, but the mirror is chirally flipped: its knees bend backwards relative to its own

@@ -16,7 +16,6 @@ for more epochs. A run is *finished* for a configuration when it is the same run
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from pathlib import Path
@@ -24,9 +23,10 @@ from pathlib import Path
 import torch
 import yaml
 
+from . import choose
 from .config import DEFAULTS, RUNTIME_KEYS, make_config, pick_device
-from .data import atomic_write
 from .geometry import Normalizer
+from .splits import atomic_write
 
 SELECT_CRITIC_SEED = 1  # the realism-test critic that chooses (the book reports seed 0's)
 
@@ -56,13 +56,14 @@ class Run:
         self.checkpoint = self.path / "checkpoint.pt"
         self.done_path = self.path / "done"
         self.sign_path = self.path / "depth_sign"  # written by orient()
-        self.selected_path = self.path / "selected.pt"  # written by select()
+        self.selected_path = self.path / "selected.pt"  # written by lib.evaluate.choose_epoch
         self.selection_path = self.path / "selection.json"
-        self.restarts_path = self.path / "restarts.json"  # written by lib.book.ensure_run
+        self.restarts_path = self.path / "restarts.json"  # written by lib.experiment.ensure_model
         self.members_path = self.path / "members.json"  # a model averaging restarts (ditto)
 
     def candidate_path(self, epoch: int) -> Path:
-        """Where training keeps an epoch's averaged weights for :meth:`select`."""
+        """Where training keeps an epoch's averaged weights, to choose among
+        (:func:`lib.evaluate.choose_epoch`)."""
         return self.path / "candidates" / f"epoch-{epoch:04d}.pt"
 
     def __repr__(self) -> str:
@@ -122,7 +123,7 @@ class Run:
              selected: bool = True) -> tuple[torch.nn.Module, Normalizer, dict]:
         """(lifter in eval mode, normaliser, config) from the checkpoint. Where the run kept
         an average of its weights (``ema``), those are the weights that predict, and where
-        :meth:`select` chose an epoch's weights (and ``selected``), those. The lifter
+        the 2D test chose an epoch's weights (``selected.pt``, and ``selected``), those. The lifter
         averages with the mirrored input's lift (:func:`lib.models.lift_all`) when the run's
         ``flip_test`` says so, or ``flip_test`` when given. A folder that averages restarts
         (:meth:`members`) gives a :class:`lib.models.Ensemble` of its members, with the
@@ -149,35 +150,9 @@ class Run:
                                     if flip_test is None else flip_test)
         return lifter.eval(), Normalizer(**ckpt["normalizer"]), ckpt["config"]
 
-    def select(self, train: dict, n: int = 20000, seed: int = SELECT_CRITIC_SEED) -> int:
-        """Choose the model among the epochs' weights that training kept (``select_epochs``),
-        from 2D alone: each one's realism test (:func:`lib.evaluate.lifter_realism`, a fresh
-        critic telling its novel views of ``n`` training 2D poses from real ones) with critic
-        seed ``seed``, other than the seed 0 the book reports, so that the reported score is
-        not the one that chose. The lowest accuracy wins; its weights are copied to
-        ``selected.pt`` and the scores written to ``selection.json``. Returns its epoch."""
-        from .evaluate import lifter_realism
-
-        paths = {int(p.stem.split("-")[1]): p
-                 for p in sorted(self.path.glob("candidates/epoch-*.pt"))}
-        if not paths:
-            raise RunError(f"{self.path / 'candidates'}: no epoch weights to select from")
-        lifter, norm, _ = self.load(selected=False)
-        dev = next(lifter.parameters()).device
-        scores = {}
-        for epoch, path in paths.items():
-            lifter.load_state_dict(torch.load(path, map_location=dev))
-            scores[epoch] = lifter_realism(lifter, norm, train, n, seed=seed)["critic_accuracy"]
-        best = min(scores, key=scores.get)
-        data = paths[best].read_bytes()
-        atomic_write(self.selected_path, lambda f: f.write(data))
-        atomic_write(self.selection_path, lambda f: f.write(json.dumps(
-            {"critic_seed": seed, "critic_accuracy": scores, "chosen": best}).encode()))
-        return best
-
     def chosen(self) -> Path:
         """The folder that predicts for this run: where the model was trained as several
-        restarts and this is the first, the one :func:`choose_restarts` made of them (one
+        restarts and this is the first, the one the restarts' choice made of them (one
         restart, or a folder averaging several; ``restarts.json``), else this folder."""
         record = self.restart_record()
         if record is None:
@@ -193,7 +168,7 @@ class Run:
         return chosen
 
     def restart_record(self) -> dict | None:
-        """What :func:`choose_restarts` made of the restarts of which this folder is the
+        """What the restarts' choice made of the restarts of which this folder is the
         first, kept in its ``restarts.json`` ({"chosen", "runs", "members", "pairs", "flat",
         "critic_accuracy", "critic_seed"}), or None where there is none."""
         if not self.restarts_path.is_file():
@@ -234,8 +209,8 @@ class Run:
         atomic_write(self.members_path, lambda f: f.write(json.dumps(names).encode()))
 
     def selection_score(self) -> float:
-        """The realism-test critic accuracy (%) of the weights :meth:`select` chose: the
-        lowest of the run's kept weights (``selection.json``), what :func:`choose_restarts`
+        """The realism-test critic accuracy (%) of the weights the 2D test chose: the lowest
+        of the run's kept weights (``selection.json``), what the restarts' choice
         compares."""
         if not self.selection_path.is_file():
             raise RunError(f"{self.selection_path}: no 2D-test scores to choose a restart by "
@@ -251,8 +226,7 @@ class Run:
         fewer backward-bent knees wins (:func:`lib.priors.backward_knee_rate`). Returns the
         sign (+1 keeps the network's own depth, -1 mirrors every prediction).
         """
-        own, mirror = self._backward_knees(train, n, (1.0, -1.0))
-        sign = -1.0 if mirror < own else 1.0
+        sign = choose.depth_sign(*self._backward_knees(train, n, (1.0, -1.0)))
         atomic_write(self.sign_path, lambda f: f.write(f"{sign:g}\n".encode()))
         return sign
 
@@ -266,9 +240,9 @@ class Run:
     def _backward_knees(self, train: dict, n: int, signs=(None,)) -> list[float]:
         """Backward-knee rates of ``n`` training 2D poses, one per depth sign (None: the
         run's own), from one load of the lifter."""
-        from .data import subset
         from .models import lift_all
         from .priors import backward_knee_rate
+        from .splits import subset
 
         lifter, norm, _ = self.load("cpu")
         x = torch.as_tensor(norm.pose2d(subset(train, n, seed=0)["pose2d"]))
@@ -299,46 +273,6 @@ class Run:
     def oriented(self) -> bool:
         """True if :meth:`orient` chose a depth sign for the current checkpoint."""
         return self.sign_path.is_file()
-
-
-def agreeing(pairs, flat) -> list[int]:
-    """Which restarts a model averages, from their :func:`lib.evaluate.lift_agreement`: two
-    restarts *agree* when their lifts are closer to each other than either is to the flat
-    lift (the input at constant depth: they agree on more than the depth either adds). The
-    largest group of which every two agree, the closest such group on a tie (the smallest
-    sum of distances); [] where no two agree. No threshold is fitted: the flat lift sets
-    the scale."""
-    k = len(flat)
-    for size in range(k, 1, -1):
-        groups = [g for g in itertools.combinations(range(k), size)
-                  if all(pairs[i][j] < min(flat[i], flat[j])
-                         for i, j in itertools.combinations(g, 2))]
-        if groups:
-            return list(min(groups, key=lambda g: sum(
-                pairs[i][j] for i, j in itertools.combinations(g, 2))))
-    return []
-
-
-def choose_restarts(folders, train: dict) -> dict:
-    """What a model trained as several restarts (finished runs of one configuration with
-    different seeds) predicts with, from 2D alone. A GAN's seed can settle in a bad phase
-    that its own epochs cannot leave (lib.book, OURS), and good seeds still differ; so the
-    restarts' lifts of training 2D poses (``train``) are compared (:func:`agreeing`) and the
-    model is the mean of the largest group that agrees. Where no two agree, it is the one
-    restart whose chosen weights the realism test (critic seed 1, see :meth:`Run.select`)
-    scores lowest, the first on a tie. Returns the record :meth:`Run.record_restarts`
-    keeps: {"runs", "members", "pairs", "flat", "poses", "critic_accuracy", "critic_seed"}."""
-    from .evaluate import lift_agreement
-
-    folders = [Path(f) for f in folders]
-    if len(folders) < 2:
-        raise RunError(f"{len(folders)} restart(s): a choice needs two or more")
-    scores = [Run(f).selection_score() for f in folders]
-    loaded = [Run(f).load("cpu") for f in folders]
-    agree = lift_agreement([lifter for lifter, _, _ in loaded], loaded[0][1], train)
-    group = agreeing(agree["pairs"], agree["flat"]) or [scores.index(min(scores))]
-    return {"runs": [f.name for f in folders], "members": [folders[i].name for i in group],
-            **agree, "critic_accuracy": scores, "critic_seed": SELECT_CRITIC_SEED}
 
 
 def read_checkpoint(path: str | os.PathLike, device="cpu") -> dict:

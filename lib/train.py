@@ -30,6 +30,7 @@ from .bodies import random_factors, rebody
 from .camera import Rig
 from .camera import project as project_px
 from .config import (
+    REPO,
     ConfigError,
     bf16_enabled,
     load_params,
@@ -38,6 +39,7 @@ from .config import (
     pick_device,
 )
 from .diagnose import depth_correlation
+from .evaluate import choose_epoch
 from .geometry import (
     Normalizer,
     apply_mask,
@@ -66,6 +68,7 @@ from .metrics import pa_mpjpe
 from .models import build_models, predict
 from .priors import downward_tilt_loss, hinge_loss, symmetry_loss
 from .runs import Run, RunError, config_differences, read_checkpoint
+from .splits import DataError, atomic_write, exit_on_sigterm, subset
 
 # --------------------------------------------------------------------------------------
 # the trainer
@@ -87,14 +90,14 @@ class Trainer:
         if train is None:
             train = D.load(cfg, "train", progress=cfg["progress"] and self.rank == 0)
             val = D.load(cfg, cfg["val_split"])
-        train = D.subset(train, cfg["train_size"], cfg["seed"])
+        train = subset(train, cfg["train_size"], cfg["seed"])
         n = len(train["pose2d"])
         if cfg["batch_size"] % self.world or self.world > min(n, cfg["batch_size"]):
             raise ConfigError(f"batch_size {cfg['batch_size']} ({n} training poses) cannot be "
                               f"shared equally by {self.world} ranks: use a number of ranks "
                               f"that divides it")
         self.train_split = train  # 2D of it chooses the depth sign (orient)
-        val = D.subset(val, cfg["val_size"], cfg["seed"] + 1)
+        val = subset(val, cfg["val_size"], cfg["seed"] + 1)
         self.norm = Normalizer.fit(train, cfg["scale_mode"])
         dev = self.device
         self.x = torch.as_tensor(self.norm.pose2d(train["pose2d"]), device=dev)
@@ -372,7 +375,7 @@ class Trainer:
 
     def save(self, name: str = "checkpoint.pt") -> Path:
         state = self.state()
-        return D.atomic_write(self.out / name, lambda f: torch.save(state, f))
+        return atomic_write(self.out / name, lambda f: torch.save(state, f))
 
     def load(self, path: str | os.PathLike) -> None:
         """Restore a checkpoint of the same configuration (runtime keys may differ).
@@ -448,7 +451,7 @@ class Trainer:
                 self.save()
         if main and self.epoch >= c["epochs"]:
             if c["select_epochs"]:  # before orient: the sign is the chosen weights'
-                run.select(self.train_split)
+                choose_epoch(run.path, self.train_split)
             if c["orient"]:
                 run.orient(self.train_split)
             run.done_path.write_text(f"{self.epoch}\n")
@@ -456,11 +459,11 @@ class Trainer:
         return rows
 
     def _keep_candidate(self, run: Run) -> None:
-        """This epoch's averaged weights (or the weights), for ``Run.select``."""
+        """This epoch's averaged weights (or the weights), for ``lib.evaluate.choose_epoch``."""
         weights = (self.ema if self.ema is not None else self.lifter).state_dict()
         path = run.candidate_path(self.epoch)
         path.parent.mkdir(exist_ok=True)
-        D.atomic_write(path, lambda f: torch.save(weights, f))
+        atomic_write(path, lambda f: torch.save(weights, f))
 
     def _prepare_folder(self, run: Run, resume: bool) -> None:
         run.path.mkdir(parents=True, exist_ok=True)
@@ -510,15 +513,15 @@ def main(argv=None) -> None:
                    help="replace a run already in the folder (default: refuse)")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_args(argv)
-    D.exit_on_sigterm()  # a killed training still removes its temporary files
+    exit_on_sigterm()  # a killed training still removes its temporary files
     try:
         params = load_params(args.params) if args.params else {}
         cfg = make_config(params, parse_overrides(args.overrides))
         name = Path(args.params).stem if args.params else "custom"
-        out = Path(args.out or D.REPO / "runs" / name / cfg["mode"])
+        out = Path(args.out or REPO / "runs" / name / cfg["mode"])
         trainer = Trainer(cfg, out)
         rows = trainer.fit(resume=args.resume, force=args.force)
-    except (ConfigError, D.DataError, RunError) as e:
+    except (ConfigError, DataError, RunError) as e:
         sys.exit(f"error: {e}")
     except OSError as e:  # a run folder that cannot be written
         sys.exit(f"error: {e.filename or out}: {e.strerror or e}")

@@ -85,7 +85,9 @@ def test_ours_trains_on_random_bodies(tmp_path):
 
     from test_train import TINY, TRAIN, VAL
 
-    from lib.book import OURS_ONE as OURS
+    from lib.zoo import overrides
+
+    OURS = overrides("ours_one")
     from lib.train import Trainer
 
     split = {**TRAIN, "camera": np.arange(len(TRAIN["pose2d"])) % 4}

@@ -11,20 +11,11 @@ import tarfile
 import numpy as np
 import pytest
 
-from lib import data
+from lib import bnmd, data
+from lib.bnmd import bnmd17, bnmd_joints, find_cache, find_source, split_of
 from lib.bvh import read_bvh
 from lib.camera import Rig
-from lib.data import (
-    SPLITS,
-    DataError,
-    bnmd17,
-    bnmd_joints,
-    find_cache,
-    find_source,
-    load_split,
-    save_split,
-    split_of,
-)
+from lib.splits import SPLITS, DataError, load_split, save_split
 
 # (name, parent, offset in cm): an upright person at rest, facing +Z, left side at +X
 SKELETON = [
@@ -263,7 +254,7 @@ def test_cache_reuse_and_rebuild(tmp_path, monkeypatch):
     # with no source anywhere, a cache built with the same settings still serves (e.g. a
     # cache copied onto another machine); with other settings it is an error
     monkeypatch.delenv("HPE_DATA", raising=False)
-    monkeypatch.setattr("lib.data.DEFAULT_SOURCES", (tmp_path / "gone",))
+    monkeypatch.setattr("lib.bnmd.DEFAULT_SOURCES", (tmp_path / "gone",))
     assert bnmd17(cache=cache, frame_step=3, progress=False) == other
     with pytest.raises(DataError, match="gone"):
         bnmd17(cache=cache, frame_step=5, progress=False)
@@ -304,7 +295,7 @@ def test_rebuild_failure_keeps_the_old_cache(tmp_path, monkeypatch):
     stamp = 1_000_000_000
     for f in out.iterdir():
         os.utime(f, (stamp, stamp))
-    real_write = data._write_split
+    real_write = bnmd._write_split
     calls = []
 
     def fail_on_second_split(*args, **kwargs):  # the first split gets written, then a crash

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from test_bvh import CHAIN
 
 from lib.bvh import BVHError, read_bvh
-from lib.data import DataError, load_split, save_split
+from lib.splits import DataError, load_split, save_split
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

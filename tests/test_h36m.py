@@ -12,7 +12,6 @@ import warnings
 import numpy as np
 import pytest
 
-from lib.data import DataError, load_split
 from lib.h36m import (
     CAMERA_IDS,
     H36M_32_TO_17,
@@ -23,6 +22,7 @@ from lib.h36m import (
     load_h36m,
     main,
 )
+from lib.splits import DataError, load_split
 
 SEQUENCES = {"S1": ("Directions 1", "TakingPhoto"), "S5": ("Directions", "Photo 1"),
              "S9": ("Directions 1", "Walking")}

@@ -8,9 +8,11 @@ import pytest
 import torch
 from test_train import TINY, TRAIN, VAL
 
-from lib.book import OURS_ONE as OURS  # one training of ours
 from lib.lift import COCO17, LiftError, PoseLifter, coco_to_h36m, main, read_keypoints
 from lib.train import Trainer
+from lib.zoo import overrides
+
+OURS = overrides("ours_one")  # one training of ours
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The levers of the unsupervised lifter "ours" (issue 12): depth-only lifting, the
+"""The levers of the unsupervised lifter "ours": depth-only lifting, the
 lift-again cycle, the symmetry prior, the weight EMA, the cosine learning rate, the seed
 study and the 2D-only realism test. Hand computations and tiny CPU trainings."""
 
@@ -10,7 +10,6 @@ import pytest
 import torch
 from test_train import STANDING, TINY, TRAIN, VAL
 
-from lib.book import OURS_ONE as OURS  # one training of ours
 from lib.config import ConfigError, make_config
 from lib.geometry import project, random_rotation_y, rotation_matrices
 from lib.losses import cycle_loss
@@ -19,6 +18,9 @@ from lib.priors import symmetry_loss
 from lib.runs import load_run
 from lib.study import StudyError, aggregate, check
 from lib.train import Trainer
+from lib.zoo import overrides
+
+OURS = overrides("ours_one")  # one training of ours
 
 
 def test_depth_lifting_reprojects_exactly():
@@ -211,17 +213,17 @@ def test_realism_test_catches_an_untrained_lifter(tmp_path):
 
 
 def test_study_refuses_a_profile_without_its_data(tmp_path, monkeypatch):
-    import lib.book
+    import lib.experiment
 
     (tmp_path / "params").mkdir()
     (tmp_path / "params" / "mine.yaml").write_text("dataset: h36m\nh36m_dir: /nowhere\n")
-    monkeypatch.setattr(lib.book, "REPO", tmp_path)
+    monkeypatch.setattr(lib.experiment, "REPO", tmp_path)
     with pytest.raises(StudyError, match="no Human3.6M cache in /nowhere"):
         check("mine", ["ours"], 3)
 
 
 def test_book_profile_is_a_name_or_a_path_and_means_it(tmp_path):
-    from lib.book import model_config, params_path, run_dir
+    from lib.experiment import model_config, params_path, run_dir
 
     mine = tmp_path / "mine.yaml"
     mine.write_text("mode: vae\nwidth: 48\n")
@@ -320,7 +322,7 @@ def test_dedupe_inline_scripts_keeps_the_first_of_a_repeated_script(tmp_path):
 def test_the_chapters_get_a_profile_they_can_find_from_book(tmp_path, monkeypatch):
     """``--params params/default.yaml`` (relative to the caller) reaches the chapters, which
     run in book/, as the name; a file elsewhere as its absolute path."""
-    from lib.book import REPO, params_path, profile_arg
+    from lib.experiment import REPO, params_path, profile_arg
 
     monkeypatch.chdir(REPO)
     assert profile_arg("params/quick.yaml") == "quick" == profile_arg("quick")
@@ -339,7 +341,9 @@ def test_train_all_trains_two_at_a_time_then_reuses(tmp_path, capsys):
     both finished."""
     import time
 
-    from lib.book import REPO, Run, model_config, run_dir, test_splits, train_all
+    from lib.experiment import REPO, model_config, run_dir, test_splits
+    from lib.pool import train_all
+    from lib.runs import Run
 
     params = tmp_path / "pooltest.yaml"
     params.write_text((REPO / "params" / "quick.yaml").read_text()
@@ -374,11 +378,11 @@ def test_train_all_stops_its_workers_when_killed(tmp_path):
     import sys
     import time
 
-    from lib.book import REPO
+    from lib.experiment import REPO
 
     params = tmp_path / "killtest.yaml"
     params.write_text((REPO / "params" / "quick.yaml").read_text() + "epochs: 50\n")
-    code = ("import time; from lib.book import train_all; "
+    code = ("import time; from lib.pool import train_all; "
             f"train_all({str(params)!r}, [('vae', 0), ('vae', 1), ('vae', 2)], 2, time.time())")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -423,30 +427,22 @@ def test_test_time_flip_averages_the_mirrored_lift_and_stays_on_the_rays():
 
 
 def test_a_variant_evaluates_its_models_runs_and_is_no_training_job():
-    from lib.book import (
-        ABLATION,
-        ABLATION_SEEDS,
-        MODELS,
-        SEED_MODELS,
-        VARIANTS,
-        model_config,
-        run_dir,
-        seed_plan,
-    )
+    from lib import zoo
+    from lib.experiment import model_config, run_dir
 
-    assert VARIANTS == {"ours_one": "ours", "ours_last": "ours", "ours_noflip": "ours"}
-    plan = seed_plan(3)
+    assert {v: zoo.trained(v) for v in zoo.variants()} == {
+        "ours_one": "ours", "ours_last": "ours", "ours_noflip": "ours"}
+    plan = zoo.seed_plan(3)
     assert plan["ours_noflip"] == plan["ours"] == 3 and plan["vae_gan"] == 3
-    assert set(ABLATION_SEEDS) == set(ABLATION) - set(VARIANTS)
-    assert all(plan[m] == ABLATION_SEEDS[m] for m in ABLATION_SEEDS)
     assert plan["ours_camera"] == 1 and plan["ours_base"] == 1
-    assert sum(plan[m] for m in MODELS if m not in VARIANTS) == 18  # models x seeds
-    trainings = sum(model_config("default", m, s)["restarts"] for m in MODELS
-                    if m not in VARIANTS for s in range(plan[m]))
+    trained = [m for m in plan if not zoo.get(m).evaluates]
+    assert sum(plan[m] for m in trained) == 18  # models x seeds
+    trainings = sum(model_config("default", m, s)["restarts"] for m in trained
+                    for s in range(plan[m]))
     assert trainings == 24  # the default build's: ours three times per seed (and any spares)
     assert model_config("default", "ours")["spare_restarts"] == 2
-    assert all(plan[m] == 1 for m in MODELS if m not in (*SEED_MODELS, *ABLATION))
-    assert seed_plan(1) == {m: 1 for m in MODELS}
+    assert all(plan[m] == 1 for m in plan if m not in (*zoo.seed_models(), *zoo.ablation()))
+    assert zoo.seed_plan(1) == {m: 1 for m in zoo.book_models()}
     assert run_dir("quick", "ours_noflip", 2) == run_dir("quick", "ours", 2)
     a, b = model_config("quick", "ours"), model_config("quick", "ours_noflip")
     assert a["flip_test"] and not b["flip_test"]
@@ -456,12 +452,15 @@ def test_a_variant_evaluates_its_models_runs_and_is_no_training_job():
     assert not c["use_selection"] and c["restarts"] == 1
     d = model_config("quick", "ours_one")
     assert {k for k in a if a[k] != d[k]} == {"restarts"} and d["restarts"] == 1
+    assert zoo.one_training("ours") == "ours_one" and zoo.one_training("vae_gan") is None
 
 
 def test_levers_tried_and_not_kept_train_on_request_but_not_in_the_book():
-    from lib.book import LABELS, MODELS, TRIED, model_config, seed_plan
+    from lib import zoo
+    from lib.experiment import model_config
 
-    assert set(TRIED).isdisjoint(MODELS) and set(TRIED).isdisjoint(seed_plan(3))
+    tried = zoo.names("tried")
+    assert set(tried).isdisjoint(zoo.book_models()) and set(tried).isdisjoint(zoo.seed_plan(3))
     tried_on = {"ours_sym0.1": "ours_camera", "ours_sym1": "ours_camera",
                 "ours_tilt": "ours_nowarm", "ours_upema": "ours_nowarm",
                 "ours_noise2": "ours_nowarm", "ours_clamp": "ours_nowarm",
@@ -470,22 +469,23 @@ def test_levers_tried_and_not_kept_train_on_request_but_not_in_the_book():
     lever = {"ours_sym0.1": "lambda_sym", "ours_sym1": "lambda_sym", "ours_tilt": "lambda_tilt",
              "ours_upema": "up_momentum", "ours_noise2": "real_noise",
              "ours_clamp": "up_tilt_range", "ours_r1": "lambda_r1"}
-    assert set(tried_on) == set(TRIED)
-    for name in TRIED:
+    assert set(tried_on) == set(tried)
+    for name in tried:
         cfg, base = model_config("quick", name), model_config("quick", tried_on[name])
         changed = {k for k in cfg if cfg[k] != base[k]}
         if tried_on[name] == "ours_nowarm" and name not in on_ours_now:  # before selection
             assert changed == {lever[name], "select_epochs"} and cfg["select_epochs"] == 0
         else:
             assert changed == {lever[name]}
-        assert name in LABELS
-    check("quick", ["ours_camera", *TRIED], 2)  # a study accepts them
+        assert zoo.get(name).label
+    check("quick", ["ours_camera", *tried], 2)  # a study accepts them
 
 
 def test_the_ablation_of_ours_removes_one_lever_at_a_time():
-    """Each trained row of the ablation differs from the row before it in one lever (what
-    the results chapter says it adds), starting from ours."""
-    from lib.book import model_config
+    """Each row of the ablation differs from its parent in one lever (what the results
+    chapter says it adds), and the chain of trained rows starts from ours."""
+    from lib import zoo
+    from lib.experiment import model_config
 
     chain = ["ours", "ours_one", "ours_nowarm", "ours_camera", "ours_noise", "ours_hinge",
              "ours_base"]
@@ -494,7 +494,11 @@ def test_the_ablation_of_ours_removes_one_lever_at_a_time():
     for a, b, lever in zip(chain[:-1], chain[1:], levers, strict=True):
         ca, cb = model_config("quick", a), model_config("quick", b)
         assert {k for k in ca if ca[k] != cb[k]} == lever, (a, b)
+        assert zoo.get(b).parent == a
     assert model_config("quick", "ours")["view_axis"] == "up"
+    steps = zoo.ablation_steps()
+    assert steps[0][:2] == ("ours_hinge", "ours_base") and steps[-1][:2] == ("ours", "ours_one")
+    assert all(lever for _, _, lever in steps) and len(steps) == len(zoo.ablation())
 
 
 def test_other_bodies_need_the_camera_of_each_pose(tmp_path):

@@ -57,7 +57,7 @@ def test_targets_met_and_not_met():
 def test_diagnosis_names_the_failing_part():
     import torch
 
-    from lib.report import diagnosis
+    from lib.prose import diagnosis
 
     def errs(image, depth):
         return {"image": torch.tensor([0.0] + [image] * 16),
@@ -142,7 +142,7 @@ def test_seed_checks_say_whether_2d_ranks_like_3d():
 
 
 def test_best_hypothesis_states_the_oracle_gain_and_the_one_sample_cost():
-    from lib.report import best_hypothesis
+    from lib.prose import best_hypothesis
 
     curves = {("test_unseen_styles", "VAE-GAN"): {1: 80.0, 5: 70.0, 10: 60.0, "mean code": 75.0},
               ("test_unseen_motions", "VAE-GAN"): {1: 70.0, 5: 72.0, 10: 78.0, "mean code": 75.0}}
@@ -160,7 +160,7 @@ def test_best_hypothesis_states_the_oracle_gain_and_the_one_sample_cost():
 
 
 def test_missing_joints_says_whether_training_with_them_helps():
-    from lib.report import missing_joints
+    from lib.prose import missing_joints
 
     tab = {("test_unseen_styles", "base"): {0: 60.0, 1: 80.0, 2: 100.0},
            ("test_unseen_styles", "trained"): {0: 62.0, 1: 70.0, 2: 75.0}}
@@ -175,7 +175,7 @@ def test_missing_joints_says_whether_training_with_them_helps():
 
 
 def test_mirror_checks_each_target_and_reports_a_miss():
-    from lib.report import mirror
+    from lib.prose import mirror
 
     row = lambda m, g, r: {"mirrored (%)": m, "gap (%)": g, "PA-MPJPE refl. (mm)": r}  # noqa: E731
     rates = {("thesis", "s"): row(30.0, 40.0, 60.0), ("aware", "s"): row(2.0, 12.0, 61.0)}
@@ -186,7 +186,7 @@ def test_mirror_checks_each_target_and_reports_a_miss():
 
 
 def test_training_summary_compares_the_spread_of_the_two_runs():
-    from lib.report import training
+    from lib.prose import training
 
     text = training("VAE-GAN", [60.0, 70.0], [50.0, 50.2], 12.34, 3_000_000, 100_000_000)
     assert "VAE-GAN is 65.0 ± 5.0 mm, that of ours 50.1 ± 0.1 mm: ours is steadier" in text
@@ -218,7 +218,7 @@ def test_per_joint_and_per_action_rank_from_the_numbers():
 
 
 def test_data_summary_totals_the_splits_and_names_the_worst_clipping():
-    from lib.report import data_summary
+    from lib.prose import data_summary
 
     text = data_summary({"train": 1000, "test_unseen_styles": 500},
                         {"train": 0.1, "test_unseen_styles": 2.5}, reach=1.3)
@@ -228,7 +228,7 @@ def test_data_summary_totals_the_splits_and_names_the_worst_clipping():
 
 
 def test_latent_says_whether_the_code_adds_to_the_input():
-    from lib.report import latent
+    from lib.prose import latent
 
     text = latent("VAE-GAN", {"the action": (60.0, 50.0, 20.0)})
     assert ("10 nearest latent means (of other takes) in 60% of the test poses (from the 10 "

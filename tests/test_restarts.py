@@ -1,5 +1,5 @@
-"""Ours trained three times per seed and the trainings whose lifts agree averaged (issue 12,
-lever 10), and the bfloat16 setting that follows the hardware. Hand-made run folders and one
+"""Ours trained three times per seed and the trainings whose lifts agree averaged (lever
+10), and the bfloat16 setting that follows the hardware. Hand-made run folders and one
 tiny training."""
 
 import json
@@ -16,7 +16,7 @@ from lib.runs import Run, RunError
 def test_restarts_whose_lifts_agree_are_averaged():
     """agreeing: two restarts agree when their lifts are closer to each other than either is
     to the flat lift; the largest group of which every two agree, the closest on a tie."""
-    from lib.runs import agreeing
+    from lib.choose import agreeing
 
     flat = [68.0, 35.0, 70.0]  # training 2 barely adds depth (a failed training)
     pairs = [[0, 88, 20], [88, 0, 86], [20, 86, 0]]
@@ -95,7 +95,8 @@ def test_bf16_auto_follows_the_cpu_flags(tmp_path, monkeypatch):
 
 
 def test_restart_seeds_and_their_names():
-    from lib.book import RESTART_STRIDE, job_name, model_config, restart_seeds, run_dir
+    from lib.experiment import RESTART_STRIDE, model_config, restart_seeds, run_dir
+    from lib.pool import job_name
 
     assert restart_seeds("quick", "ours", 1) == [1, 1 + RESTART_STRIDE, 1 + 2 * RESTART_STRIDE]
     assert restart_seeds("quick", "ours_one", 1) == [1]  # its first training only
@@ -155,21 +156,21 @@ def test_report_names_what_each_seed_averages_and_what_it_changed():
 
 
 def test_ours_trains_each_restart_and_predicts_with_what_agrees(tmp_path):
-    """ensure_run on a three-restart model: every training finished (seeds s, s + 100 and
+    """ensure_model on a three-restart model: every training finished (seeds s, s + 100 and
     s + 200), their lifts compared from 2D alone, the model the mean of those that agree (or
     the one the realism test keeps), recorded where lib.lift finds it (no spares here: the
     next test trains them)."""
-    from lib.book import REPO, ensure_run, kept_dir, restart_choice, run_dir
+    from lib.choose import agreeing
     from lib.evaluate import predictions
+    from lib.experiment import REPO, ensure_model, kept_dir, restart_choice, run_dir
     from lib.lift import PoseLifter
-    from lib.runs import agreeing
 
     params = tmp_path / "restarttest.yaml"
     params.write_text((REPO / "params" / "quick.yaml").read_text()
                       + "epochs: 1\ntrain_size: 2048\nval_size: 64\n")
     profile = str(params)
     try:
-        chosen = ensure_run(profile, "ours", progress=False, spare_restarts=0)
+        chosen = ensure_model(profile, "ours", progress=False, spare_restarts=0)
         folders = [run_dir(profile, "ours", s) for s in (0, 100, 200)]
         assert all(Run(f).finished() for f in folders)
         record = restart_choice(profile, "ours")
@@ -184,7 +185,7 @@ def test_ours_trains_each_restart_and_predicts_with_what_agrees(tmp_path):
         # make all three agree: ours is their mean, the first training alone is ours_one
         record = {**record, "members": [f.name for f in folders]}
         Run(folders[0]).record_restarts(record)  # newer than the weights: reused
-        kept = ensure_run(profile, "ours", progress=False, spare_restarts=0)
+        kept = ensure_model(profile, "ours", progress=False, spare_restarts=0)
         assert kept == kept_dir(profile, "ours") and Run(kept).members() == folders
         assert restart_choice(profile, "ours")["members"] == [f.name for f in folders]
         mean = sum(predictions(f, "test_unseen_styles", size=32)["pred"] for f in folders) / 3
@@ -194,27 +195,27 @@ def test_ours_trains_each_restart_and_predicts_with_what_agrees(tmp_path):
         assert torch.allclose(got, mean, rtol=2e-3, atol=0.1)
         assert not torch.allclose(got, predictions(folders[0], "test_unseen_styles",
                                                    size=32)["pred"], rtol=2e-3, atol=0.1)
-        assert ensure_run(profile, "ours_noflip", progress=False, spare_restarts=0) == kept
-        assert ensure_run(profile, "ours_one", progress=False, spare_restarts=0) == folders[0]
-        assert ensure_run(profile, "ours_last", progress=False, spare_restarts=0) == folders[0]
+        assert ensure_model(profile, "ours_noflip", progress=False, spare_restarts=0) == kept
+        assert ensure_model(profile, "ours_one", progress=False, spare_restarts=0) == folders[0]
+        assert ensure_model(profile, "ours_last", progress=False, spare_restarts=0) == folders[0]
         assert PoseLifter.from_run(folders[0]).source == str(kept)
         assert len(Run(kept).history()) == 1  # the first member's epochs
         # back to one member: the average's folder goes, and that training predicts
         Run(folders[0]).record_restarts({**record, "members": [folders[1].name]})
-        assert ensure_run(profile, "ours", progress=False, spare_restarts=0) == folders[1]
+        assert ensure_model(profile, "ours", progress=False, spare_restarts=0) == folders[1]
         assert not kept.exists() and Run(folders[0]).chosen() == folders[1]
     finally:
         shutil.rmtree(REPO / "runs" / "restarttest", ignore_errors=True)
 
 
 def test_a_training_that_agrees_with_no_other_is_replaced_by_a_spare(tmp_path, monkeypatch):
-    """While fewer trainings agree than were planned, ensure_run trains a spare restart (seed
+    """While fewer trainings agree than were planned, ensure_model trains a spare restart (seed
     s + 300, then s + 400) and chooses again among all of them, at most spare_restarts times;
     the record counts the spares and restart_seeds names them, so a rebuild trains them up
     front and reuses the choice."""
-    import lib.book
     import lib.evaluate
-    from lib.book import REPO, ensure_run, kept_dir, restart_choice, restart_seeds
+    import lib.experiment
+    from lib.experiment import REPO, ensure_model, kept_dir, restart_choice, restart_seeds
 
     params = tmp_path / "sparetest.yaml"
     params.write_text((REPO / "params" / "quick.yaml").read_text()
@@ -229,11 +230,11 @@ def test_a_training_that_agrees_with_no_other_is_replaced_by_a_spare(tmp_path, m
         return {"runs": names, "members": members, "pairs": [], "flat": [], "poses": 0,
                 "critic_accuracy": [], "critic_seed": 1}
 
-    monkeypatch.setattr(lib.book, "choose_restarts", choose)
+    monkeypatch.setattr(lib.experiment, "choose_restarts", choose)
     # each training's choice of an epoch is not under test here: a constant score, no critic
     monkeypatch.setattr(lib.evaluate, "lifter_realism", lambda *a, **k: {"critic_accuracy": 50.0})
     try:
-        assert ensure_run(profile, "ours", progress=False) == kept_dir(profile, "ours")
+        assert ensure_model(profile, "ours", progress=False) == kept_dir(profile, "ours")
         assert calls == [["ours", "ours-seed100", "ours-seed200"],
                          ["ours", "ours-seed100", "ours-seed200", "ours-seed300"]]
         record = restart_choice(profile, "ours")
@@ -241,12 +242,12 @@ def test_a_training_that_agrees_with_no_other_is_replaced_by_a_spare(tmp_path, m
         assert record["spares"] == 1 and record["chosen"] == "ours-kept"
         assert restart_seeds(profile, "ours") == [0, 100, 200, 300]
         assert restart_seeds(profile, "ours_one") == [0]
-        assert ensure_run(profile, "ours", progress=False) == kept_dir(profile, "ours")
+        assert ensure_model(profile, "ours", progress=False) == kept_dir(profile, "ours")
         assert len(calls) == 2  # the choice among four is reused
         # where only one ever agrees with itself: two spares, then the choice stands
-        monkeypatch.setattr(lib.book, "choose_restarts",
+        monkeypatch.setattr(lib.experiment, "choose_restarts",
                             lambda f, t: choose(f, t, left_out=[Path(x).name for x in f][1:]))
-        assert ensure_run(profile, "ours", 1, progress=False).name == "ours-seed1"
+        assert ensure_model(profile, "ours", 1, progress=False).name == "ours-seed1"
         assert [len(c) for c in calls[2:]] == [3, 4, 5]
         assert restart_seeds(profile, "ours", 1) == [1, 101, 201, 301, 401]
         assert restart_choice(profile, "ours", 1)["spares"] == 2

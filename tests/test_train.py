@@ -11,8 +11,7 @@ import yaml
 
 from lib.camera import Rig
 from lib.camera import project as project_px
-from lib.config import DEFAULTS, ConfigError, load_params, make_config, parse_overrides
-from lib.data import REPO
+from lib.config import DEFAULTS, REPO, ConfigError, load_params, make_config, parse_overrides
 from lib.geometry import project
 from lib.losses import projection_loss
 from lib.runs import RunError, is_finished, load_run, read_history

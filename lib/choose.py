@@ -1,0 +1,49 @@
+"""Choices made from 2D evidence alone: pure functions, no paths, no I/O.
+
+Unsupervised means that no 3D ground truth chooses an epoch, a depth sign or which
+trainings a model averages. The evidence comes from 2D checks computed elsewhere (the
+realism test of :mod:`lib.evaluate`, the backward-knee rate of :mod:`lib.priors`, the lift
+agreement of :func:`lib.evaluate.lift_agreement`); these functions turn it into the choice,
+so that each rule is written once and tested on hand-made numbers.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+
+def epoch(scores: dict[int, float]) -> int:
+    """The kept epoch whose weights the realism test's critic tells apart from real 2D
+    least often (the lowest critic accuracy), the earliest on a tie."""
+    return min(sorted(scores), key=scores.get)
+
+
+def depth_sign(own: float, mirrored: float) -> float:
+    """+1 (the network's own depth) or -1 (every prediction mirrored in depth): the sign
+    whose lifts bend fewer knees backwards (real knees bend forwards), +1 on a tie."""
+    return -1.0 if mirrored < own else 1.0
+
+
+def agreeing(pairs, flat) -> list[int]:
+    """Which trainings a model averages, from their :func:`lib.evaluate.lift_agreement`: two
+    trainings *agree* when their lifts are closer to each other than either is to the flat
+    lift (the input at constant depth: they agree on more than the depth either adds). The
+    largest group of which every two agree, the closest such group on a tie (the smallest
+    sum of distances); [] where no two agree. No threshold is fitted: the flat lift sets
+    the scale."""
+    k = len(flat)
+    for size in range(k, 1, -1):
+        groups = [g for g in itertools.combinations(range(k), size)
+                  if all(pairs[i][j] < min(flat[i], flat[j])
+                         for i, j in itertools.combinations(g, 2))]
+        if groups:
+            return list(min(groups, key=lambda g: sum(
+                pairs[i][j] for i, j in itertools.combinations(g, 2))))
+    return []
+
+
+def restarts(pairs, flat, critic_accuracy) -> list[int]:
+    """The trainings a model trained several times predicts with: those that agree
+    (:func:`agreeing`), else the one whose chosen weights the realism test scores lowest
+    (the first on a tie)."""
+    return agreeing(pairs, flat) or [critic_accuracy.index(min(critic_accuracy))]
