@@ -21,10 +21,11 @@ import threading
 import time
 from pathlib import Path
 
+from . import config
 from . import data as D
 from .config import DEFAULTS, ConfigError, load_params, make_config
 from .data import REPO
-from .runs import Run, RunError, choose_restarts
+from .runs import FORCE_ENV, Run, RunError, choose_restarts, forced
 from .train import Trainer
 
 # "Ours": a deterministic lifter that predicts depth only (x, y come from the input, so it
@@ -202,8 +203,14 @@ def profile_arg(profile: str) -> str:
 
 
 def profile_name(profile: str) -> str:
-    """The name runs and results of a profile are filed under: the file's stem."""
-    return Path(profile).stem
+    """The name runs and results of a profile are filed under: a built-in profile's name,
+    else the file's stem and a short hash of its path (:func:`lib.config.profile_name`)."""
+    return config.profile_name(params_path(profile), REPO / "params")
+
+
+def params_source(profile: str) -> str:
+    """The profile's parameter file as its runs record it (:func:`lib.config.profile_source`)."""
+    return config.profile_source(params_path(profile), REPO / "params")
 
 
 def run_dir(profile: str, model: str, seed: int = 0) -> Path:
@@ -240,7 +247,7 @@ def ensure_run(profile: str, model: str, seed: int = 0, **overrides) -> Path:
     seeds = restart_seeds(profile, model, seed)
     while True:
         folders = [ensure_trained(model_config(profile, base, s, **overrides),
-                                  run_dir(profile, base, s)) for s in seeds]
+                                  run_dir(profile, base, s), profile) for s in seeds]
         if len(folders) == 1:
             return folders[0]
         first = Run(folders[0])
@@ -301,16 +308,27 @@ def restart_choice(profile: str, model: str, seed: int = 0) -> dict | None:
     return Run(run_dir(profile, model, seed)).restart_record()
 
 
-def ensure_trained(cfg: dict, folder: Path) -> Path:
-    """A finished run of ``cfg`` in ``folder``: reused, resumed, or trained (replacing a run
-    of another configuration: the book and the studies own their folders)."""
+def ensure_trained(cfg: dict, folder: Path, profile: str | None = None,
+                   force: bool | None = None) -> Path:
+    """A finished run of ``cfg`` in ``folder``: reused, resumed, or trained, and recorded as
+    made by ``profile``'s parameter file. A run in the way (made by another parameter file,
+    or finished with another configuration: :meth:`lib.runs.Run.in_the_way`) is a
+    :class:`RunError` unless ``force`` (by default: ``--force`` was given); an interrupted
+    run of the same file is replaced without it."""
     run = Run(folder)
     if run.finished(cfg):
         if cfg["orient"] and not run.oriented():  # finished before it was asked for
             run.orient(D.load(cfg, "train"))
         return run.path
-    resume = run.checkpoint.is_file() and run.matches(cfg)
-    Trainer(cfg, run.path).fit(resume=resume, force=True)
+    source = params_source(profile) if profile else None
+    if not (forced() if force is None else force) and (why := run.in_the_way(cfg, source)):
+        raise RunError(why)
+    trained = run.epochs_done() or 0  # a finished run resumes for more epochs, never fewer
+    resume = run.checkpoint.is_file() and run.matches(cfg) and trained <= cfg["epochs"]
+    trainer = Trainer(cfg, run.path)
+    if source:
+        run.record_made_by(source)
+    trainer.fit(resume=resume, force=True)
     return run.path
 
 
@@ -451,6 +469,9 @@ def main(argv=None) -> None:
                         "a GPU)")
     p.add_argument("--seeds", type=int, default=3,
                    help="seeds per model in the results chapter's seed study (default 3)")
+    p.add_argument("--force", action="store_true",
+                   help="replace finished runs in the way (another parameter file's, or of "
+                        "another configuration): default refuse")
     args = p.parse_args(argv)
     D.exit_on_sigterm()
     if not 1 <= args.seeds <= RESTART_STRIDE:
@@ -462,6 +483,11 @@ def main(argv=None) -> None:
     try:
         make_config(load_params(params_path(args.params)))  # a bad profile stops here
         args.params = profile_arg(args.params)
+        if args.force:  # for the worker processes and the chapters too
+            os.environ[FORCE_ENV] = "1"
+        if not config.is_builtin(params_path(args.params), REPO / "params"):
+            print(f"[book {profile_name(args.params)}] {args.params}: not a profile of params/, "
+                  f"so its runs are filed under runs/{profile_name(args.params)}/", flush=True)
         build(args)
     except (FileNotFoundError, ConfigError, D.DataError, RunError) as e:
         sys.exit(f"error: {e}")
@@ -582,7 +608,7 @@ def _train_job(profile: str, model: str, seed: int, threads: int, line: str,
     sys.stdout.flush()
     t = time.perf_counter()
     ensure_trained(model_config(profile, model, seed, progress=False),
-                   run_dir(profile, model, seed))  # this training alone, not its restarts
+                   run_dir(profile, model, seed), profile)  # this one, not its restarts
     t_check = time.perf_counter()
     spare = 0.0  # seconds of spare restarts: training, not checks
     base = restart_of(seed)[0]  # the model's seed that this training is a restart of
@@ -623,9 +649,15 @@ def train_all(profile: str, jobs: list[tuple[str, int]], workers: int, t0: float
     name = profile_name(profile)
     cfgs = {job: model_config(profile, *job) for job in jobs}
     todo = [job for job in jobs if not Run(run_dir(profile, *job)).finished(cfgs[job])]
+    source = params_source(profile)  # before any training: the runs it would replace
+    blocked = [why for job in todo if (why := Run(run_dir(profile, *job)).in_the_way(
+        cfgs[job], source))]
+    if blocked and not forced():
+        more = f" (and {len(blocked) - 1} more runs)" if len(blocked) > 1 else ""
+        raise RunError(blocked[0] + more)
     for job in jobs:
-        if job not in todo:
-            ensure_trained(cfgs[job], run_dir(profile, *job))  # reused (oriented if not yet)
+        if job not in todo:  # reused (oriented if not yet)
+            ensure_trained(cfgs[job], run_dir(profile, *job), profile)
     if not todo:
         if jobs:
             print(f"[book {name}] all {len(jobs)} trainings finished already: reused", flush=True)

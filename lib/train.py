@@ -36,6 +36,8 @@ from .config import (
     make_config,
     parse_overrides,
     pick_device,
+    profile_name,
+    profile_source,
 )
 from .diagnose import depth_correlation
 from .geometry import (
@@ -504,7 +506,8 @@ def _truncate_history(path: Path, epoch: int) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lib.train", description=__doc__.split("\n")[0])
     p.add_argument("--params", help="YAML parameter file (e.g. params/quick.yaml)")
-    p.add_argument("--out", help="run folder (default runs/<params name>/<mode>)")
+    p.add_argument("--out", help="run folder (default runs/<profile>/<mode>: the params file's "
+                                 "stem, with a hash of its path for a file outside params/)")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.add_argument("--force", action="store_true",
                    help="replace a run already in the folder (default: refuse)")
@@ -514,9 +517,14 @@ def main(argv=None) -> None:
     try:
         params = load_params(args.params) if args.params else {}
         cfg = make_config(params, parse_overrides(args.overrides))
-        name = Path(args.params).stem if args.params else "custom"
+        name = profile_name(args.params) if args.params else "custom"
         out = Path(args.out or D.REPO / "runs" / name / cfg["mode"])
         trainer = Trainer(cfg, out)
+        run = Run(out)
+        if (args.params and trainer.rank == 0 and not out.is_file()
+                and (args.resume or args.force or not (run.done_path.is_file()
+                                                       or run.checkpoint.is_file()))):
+            run.record_made_by(profile_source(args.params))  # what lib.book checks
         rows = trainer.fit(resume=args.resume, force=args.force)
     except (ConfigError, D.DataError, RunError) as e:
         sys.exit(f"error: {e}")

@@ -11,7 +11,7 @@ import torch
 from test_train import STANDING, TINY, TRAIN, VAL
 
 from lib.book import OURS_ONE as OURS  # one training of ours
-from lib.config import ConfigError, make_config
+from lib.config import ConfigError, make_config, profile_name
 from lib.geometry import project, random_rotation_y, rotation_matrices
 from lib.losses import cycle_loss
 from lib.models import build_models, lift_depth
@@ -227,7 +227,8 @@ def test_book_profile_is_a_name_or_a_path_and_means_it(tmp_path):
     mine.write_text("mode: vae\nwidth: 48\n")
     assert params_path(str(mine)) == mine
     assert model_config(str(mine), "vae_gan")["width"] == 48  # the file's value, not quick's
-    assert run_dir(str(mine), "ours", 2).parts[-2:] == ("mine", "ours-seed2")
+    assert run_dir(str(mine), "ours", 2).parts[-2:] == (profile_name(mine), "ours-seed2")
+    assert profile_name(mine).startswith("mine-")  # never a built-in profile's folder
     with pytest.raises(FileNotFoundError, match="nope.yaml: no such parameter file"):
         params_path(str(tmp_path / "nope.yaml"))
     with pytest.raises(FileNotFoundError, match="no such profile; known profiles: .*quick"):
@@ -362,7 +363,7 @@ def test_train_all_trains_two_at_a_time_then_reuses(tmp_path, capsys):
     finally:
         import shutil
 
-        shutil.rmtree(REPO / "runs" / "pooltest", ignore_errors=True)
+        shutil.rmtree(REPO / "runs" / profile_name(params), ignore_errors=True)
 
 
 
@@ -402,7 +403,7 @@ def test_train_all_stops_its_workers_when_killed(tmp_path):
         proc.kill()
         import shutil
 
-        shutil.rmtree(REPO / "runs" / "killtest", ignore_errors=True)
+        shutil.rmtree(REPO / "runs" / profile_name(params), ignore_errors=True)
 
 
 def test_test_time_flip_averages_the_mirrored_lift_and_stays_on_the_rays():
