@@ -113,6 +113,7 @@ class Trainer:
         self.val_gt = torch.as_tensor(center(val["pose3d"]), device=dev)
 
         nets = build_models(cfg)
+        check_batchnorm_batch(cfg, n, nets)
         if self.world > 1:  # BatchNorm over the whole batch, as one process would see it
             nets = {k: dist.global_batchnorm(v) if v is not None else None
                     for k, v in nets.items()}
@@ -481,6 +482,21 @@ class Trainer:
         """What the progress bar says: the run folder's name, mode and ranks."""
         ranks = f", {self.world} ranks" if self.world > 1 else ""
         return f"train {self.out.name} ({self.cfg['mode']}{ranks})"
+
+
+def check_batchnorm_batch(cfg: dict, n: int, nets: dict) -> None:
+    """A :class:`ConfigError` where a network with BatchNorm would train on batches of one
+    pose (``n`` training poses, ``batch_size``): BatchNorm's statistics need two or more."""
+    if min(cfg["batch_size"], n) >= 2 or not any(
+            isinstance(m, torch.nn.BatchNorm1d)
+            for net in nets.values() if net is not None for m in net.modules()):
+        return
+    if cfg["batch_size"] < 2:
+        raise ConfigError(f"batch_size {cfg['batch_size']}: BatchNorm cannot train on a batch "
+                          f"of one pose; use batch_size 2 or more")
+    what = "the training split" if cfg["train_size"] is None else f"train_size {cfg['train_size']}"
+    raise ConfigError(f"{what}: {n} training pose, and BatchNorm cannot train on a batch of "
+                      f"one; use train_size 2 or more")
 
 
 def _truncate_history(path: Path, epoch: int) -> None:

@@ -159,6 +159,20 @@ def test_resume_without_checkpoint_is_an_error(tmp_path):
     assert not (tmp_path / "run" / "history.jsonl").exists()
 
 
+@pytest.mark.parametrize(("keys", "message"), [
+    ({"train_size": 1}, "train_size 1: 1 training pose, and BatchNorm cannot train on a batch "
+                        "of one; use train_size 2 or more"),
+    ({"batch_size": 1, "mode": "supervised"}, "batch_size 1: BatchNorm cannot train on a batch "
+                                               "of one pose; use batch_size 2 or more"),
+])
+def test_batches_of_one_pose_are_refused_in_one_line(tmp_path, keys, message):
+    """BatchNorm cannot train on one pose: a clear error instead of torch's traceback."""
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        Trainer({**TINY, **keys}, tmp_path / "run", train=TRAIN, val=VAL)
+    assert len(Trainer({**TINY, "train_size": 2}, tmp_path / "two", train=TRAIN,
+                       val=VAL).fit()) == 2  # two poses: one batch of two per epoch
+
+
 def test_a_run_in_the_way_is_never_replaced_without_force(tmp_path):
     tr, cfg = run(tmp_path, epochs=1)
     tr.fit()
