@@ -287,16 +287,18 @@ def load_params(path: str | os.PathLike) -> dict:
 
 
 def is_builtin(path: str | os.PathLike, params_dir: str | os.PathLike = PARAMS_DIR) -> bool:
-    """True for a built-in profile: a parameter file in the repository's ``params/``."""
-    return Path(path).expanduser().resolve().parent == Path(params_dir).resolve()
+    """True for a built-in profile: a parameter file in the repository's ``params/`` (itself
+    perhaps a link to a file elsewhere)."""
+    return Path(path).expanduser().absolute().parent.resolve() == Path(params_dir).resolve()
 
 
 def profile_source(path: str | os.PathLike, params_dir: str | os.PathLike = PARAMS_DIR) -> str:
     """Which parameter file a run was made by, as its run folder records it
     (:meth:`lib.runs.Run.made_by`): ``params/<name>.yaml`` for a built-in profile (wherever
     the repository lies), else the file's resolved absolute path."""
-    path = Path(path).expanduser().resolve()
-    return f"params/{path.name}" if is_builtin(path, params_dir) else str(path)
+    if is_builtin(path, params_dir):
+        return f"params/{Path(path).name}"
+    return str(Path(path).expanduser().resolve())
 
 
 def profile_name(path: str | os.PathLike, params_dir: str | os.PathLike = PARAMS_DIR) -> str:
@@ -304,9 +306,9 @@ def profile_name(path: str | os.PathLike, params_dir: str | os.PathLike = PARAMS
     profile's stem (``default``), else the stem and a short hash of the file's resolved path
     (``default-1a2b3c4d``), so that a copy of ``params/default.yaml`` edited elsewhere never
     files its runs among the built-in profile's, nor two copies among each other's."""
-    path = Path(path).expanduser().resolve()
     if is_builtin(path, params_dir):
-        return path.stem
+        return Path(path).stem
+    path = Path(path).expanduser().resolve()
     return f"{path.stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
 
 

@@ -57,6 +57,11 @@ def test_a_file_outside_params_is_filed_under_its_stem_and_a_hash(tmp_path):
     assert name != profile_name(other)  # two copies of one name: two folders
     assert profile_name(mine) == name  # the same file: always the same folder
     assert profile_source(mine) == str(mine.resolve())
+    link = tmp_path / "params" / "linked.yaml"  # a built-in profile that links elsewhere
+    link.parent.mkdir()
+    link.symlink_to(mine)
+    assert profile_name(link, tmp_path / "params") == "linked"
+    assert profile_source(link, tmp_path / "params") == "params/linked.yaml"
     assert lib.book.profile_name(str(mine)) == name
     assert lib.book.profile_name("quick") == "quick"
     assert lib.book.run_dir(str(mine), "ours").parts[-2:] == (name, "ours")
