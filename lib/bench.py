@@ -44,7 +44,7 @@ def time_fast(tr: Trainer, steps: int) -> float:
     bs, n = tr.cfg["batch_size"], len(tr.x)
     beta = torch.tensor(1e-3, device=tr.device)
     perm = torch.randperm(n, device=tr.device, generator=tr.gen)
-    total = torch.zeros(len(tr.STATS), device=tr.device)
+    total = torch.zeros(len(tr.stats()), device=tr.device)
     for i in range(3):  # warm-up (and compilation)
         j = i % (n // bs)
         idx = perm[j * bs:(j + 1) * bs]

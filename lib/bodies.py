@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .camera import Rig, project
+from .config import ConfigError
 from .skeleton import JOINT_INDEX, PARENTS
 
 # Bone-length factors per body type, by child joint (1.0 where not listed): hips are the
@@ -122,3 +123,27 @@ def unseen_rig(split: dict, rig: Rig | None = None) -> dict:
     return {**split, "pose3d": pose3d.astype(np.float32), "pose2d": pose2d.astype(np.float32),
             "style_names": np.array(list(BODY_TYPES)), "style": (split["take"] % len(types))
             .astype(split["style"].dtype)}
+
+
+class OtherBodies:
+    """A training split's mocap re-played on random bodies: for a batch of its indices, the
+    normalised 2D of the same motion with a share ``p`` of the poses on bodies of random
+    proportions (:func:`random_factors`, :func:`rebody`), each projected by the rig camera
+    that saw it. The lifter still sees 2D only."""
+
+    def __init__(self, train: dict, norm, p: float, generator, device):
+        import torch
+
+        if "camera" not in train:
+            raise ConfigError("body_augment re-projects the training mocap through the camera "
+                              "that saw each pose, but the training split has no 'camera' "
+                              "indices")
+        self.norm, self.p, self.gen, self.device = norm, p, generator, device
+        self.mocap = torch.as_tensor(train["pose3d"], dtype=torch.float32, device=device)
+        self.cam = torch.as_tensor(train["camera"], dtype=torch.long, device=device)
+        self.intr = torch.as_tensor(Rig().intrinsics(), dtype=torch.float32, device=device)
+
+    def __call__(self, idx):
+        f = random_factors(len(idx), self.p, self.gen, self.device)
+        pose = rebody(self.mocap[idx], f)
+        return self.norm.pose2d(project(pose, self.intr[self.cam[idx]][:, None]))

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from . import zoo
-from .config import REPO, ConfigError, load_params, make_config
+from .config import REPO, ConfigError, is_builtin, load_params, make_config
 from .experiment import RESTART_STRIDE, params_path, profile_arg, profile_name, restart_seeds
 from .pool import default_workers, elapsed, train_all
-from .runs import RunError
+from .runs import FORCE_ENV, RunError
 from .splits import DataError, exit_on_sigterm
 
 CHAPTERS = ("data", "training", "results", "diagnosis", "best_hypothesis", "missing_joints",
@@ -123,6 +124,9 @@ def main(argv=None) -> None:
                         "a GPU)")
     p.add_argument("--seeds", type=int, default=3,
                    help="seeds per model in the results chapter's seed study (default 3)")
+    p.add_argument("--force", action="store_true",
+                   help="replace finished runs in the way (another parameter file's, or of "
+                        "another configuration): default refuse")
     args = p.parse_args(argv)
     exit_on_sigterm()
     if not 1 <= args.seeds <= RESTART_STRIDE:
@@ -134,6 +138,11 @@ def main(argv=None) -> None:
     try:
         make_config(load_params(params_path(args.params)))  # a bad profile stops here
         args.params = profile_arg(args.params)
+        if args.force:  # for the worker processes and the chapters too
+            os.environ[FORCE_ENV] = "1"
+        if not is_builtin(params_path(args.params), REPO / "params"):
+            print(f"[book {profile_name(args.params)}] {args.params}: not a profile of params/, "
+                  f"so its runs are filed under runs/{profile_name(args.params)}/", flush=True)
         build(args)
     except (FileNotFoundError, ConfigError, DataError, RunError) as e:
         sys.exit(f"error: {e}")

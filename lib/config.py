@@ -7,6 +7,7 @@ The model, trainer, evaluation and book all read the same dict.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from pathlib import Path
@@ -16,6 +17,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent  # the repository: params/, runs/, book/
 MODES = ("vae_gan", "vae", "det_gan", "supervised")
+PARAMS_DIR = REPO / "params"  # the built-in profiles
 
 DEFAULTS = {
     # data
@@ -283,6 +285,32 @@ def load_params(path: str | os.PathLike) -> dict:
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: expected a mapping of key: value")
     return params
+
+
+def is_builtin(path: str | os.PathLike, params_dir: str | os.PathLike = PARAMS_DIR) -> bool:
+    """True for a built-in profile: a parameter file in the repository's ``params/`` (itself
+    perhaps a link to a file elsewhere)."""
+    return Path(path).expanduser().absolute().parent.resolve() == Path(params_dir).resolve()
+
+
+def profile_source(path: str | os.PathLike, params_dir: str | os.PathLike = PARAMS_DIR) -> str:
+    """Which parameter file a run was made by, as its run folder records it
+    (:meth:`lib.runs.Run.made_by`): ``params/<name>.yaml`` for a built-in profile (wherever
+    the repository lies), else the file's resolved absolute path."""
+    if is_builtin(path, params_dir):
+        return f"params/{Path(path).name}"
+    return str(Path(path).expanduser().resolve())
+
+
+def profile_name(path: str | os.PathLike, params_dir: str | os.PathLike = PARAMS_DIR) -> str:
+    """The name a parameter file's runs are filed under (``runs/<name>/``): a built-in
+    profile's stem (``default``), else the stem and a short hash of the file's resolved path
+    (``default-1a2b3c4d``), so that a copy of ``params/default.yaml`` edited elsewhere never
+    files its runs among the built-in profile's, nor two copies among each other's."""
+    if is_builtin(path, params_dir):
+        return Path(path).stem
+    path = Path(path).expanduser().resolve()
+    return f"{path.stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
 
 
 def pick_device(name: str) -> torch.device:

@@ -85,6 +85,15 @@ def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
     return t / dist.get_world_size()
 
 
+def _sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """The sum of a tensor over ranks, differentiable (its gradient: the sum of the ranks'
+    gradients): torch's functional collective, which replaces the deprecated
+    ``torch.distributed.nn.functional.all_reduce`` (a FutureWarning at every call)."""
+    from torch.distributed import _functional_collectives as funcol
+
+    return funcol.wait_tensor(funcol.all_reduce(t, "sum", dist.group.WORLD))
+
+
 class GlobalBatchNorm(nn.BatchNorm1d):
     """BatchNorm1d whose training statistics are those of the whole batch over all ranks
     (torch's SyncBatchNorm runs on GPUs only). With one process it is BatchNorm1d."""
@@ -92,11 +101,9 @@ class GlobalBatchNorm(nn.BatchNorm1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and is_distributed()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce  # differentiable
-
-        n = all_reduce(x.new_full((1,), float(len(x))))
-        mean = all_reduce(x.sum(0)) / n
-        var = all_reduce(((x - mean) ** 2).sum(0)) / n
+        n = _sum_over_ranks(x.new_full((1,), float(len(x))))
+        mean = _sum_over_ranks(x.sum(0)) / n
+        var = _sum_over_ranks(((x - mean) ** 2).sum(0)) / n
         with torch.no_grad():
             m = self.momentum
             self.running_mean.lerp_(mean.detach(), m)

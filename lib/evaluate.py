@@ -21,6 +21,7 @@ import torch
 
 from . import choose
 from . import data as D
+from .diagnose import depth_correlation
 from .geometry import apply_mask, center, missing_mask
 from .metrics import best_of_k, pa_mpjpe, summarize
 from .models import lift_all, predict
@@ -134,6 +135,18 @@ def lifter_realism(lifter, norm, train: dict, n: int = 20000, steps: int = 800,
     with torch.no_grad():
         pose3d = lift_all(lifter, x[n:2 * n])
     return critic_test(x[:n], pose3d, axis, steps, seed)
+
+
+def validation(pred: torch.Tensor, gt: torch.Tensor) -> dict:
+    """A training's validation columns from its lifts ``pred`` and the 3D ``gt`` (N, 17, 3):
+    mean PA-MPJPE with and without reflections, the mean per-joint depth correlation, and a
+    histogram of the per-pose errors (60 bins of 5 mm)."""
+    err = pa_mpjpe(pred, gt)
+    hist = torch.histc(err.clamp(max=299.0), bins=60, min=0, max=300)
+    corr = depth_correlation(pred[:, 1:], gt[:, 1:])
+    return {"val_pa_mpjpe": float(err.mean()), "val_depth_corr": float(corr.mean()),
+            "val_pa_mpjpe_reflect": float(pa_mpjpe(pred, gt, allow_reflection=True).mean()),
+            "val_hist": hist.int().tolist()}
 
 
 def choose_epoch(run, train: dict, n: int = 20000, seed: int = SELECT_CRITIC_SEED) -> int:

@@ -17,10 +17,10 @@ import json
 import shutil
 from pathlib import Path
 
-from . import choose, zoo
+from . import choose, config, zoo
 from . import data as D
 from .config import DEFAULTS, REPO, load_params, make_config
-from .runs import SELECT_CRITIC_SEED, Run, RunError
+from .runs import SELECT_CRITIC_SEED, Run, RunError, forced
 
 RUNS = REPO / "runs"
 RESTART_STRIDE = 100  # restart k of seed s is the training of seed s + 100 k
@@ -54,8 +54,14 @@ def profile_arg(profile: str) -> str:
 
 
 def profile_name(profile: str) -> str:
-    """The name runs and results of a profile are filed under: the file's stem."""
-    return Path(profile).stem
+    """The name runs and results of a profile are filed under: a built-in profile's name,
+    else the file's stem and a short hash of its path (:func:`lib.config.profile_name`)."""
+    return config.profile_name(params_path(profile), REPO / "params")
+
+
+def params_source(profile: str) -> str:
+    """The profile's parameter file as its runs record it (:func:`lib.config.profile_source`)."""
+    return config.profile_source(params_path(profile), REPO / "params")
 
 
 def test_splits(profile: str) -> tuple[str, ...]:
@@ -120,9 +126,13 @@ def restart_choice(profile: str, model: str, seed: int = 0) -> dict | None:
 
 # ---- training ---------------------------------------------------------------------------
 
-def ensure_training(cfg: dict, folder: Path) -> Path:
-    """One finished training of ``cfg`` in ``folder``: reused, resumed, or trained (replacing
-    a run of another configuration: the book and the studies own their folders)."""
+def ensure_training(cfg: dict, folder: Path, profile: str | None = None,
+                    force: bool | None = None) -> Path:
+    """One finished training of ``cfg`` in ``folder``: reused, resumed, or trained, and
+    recorded as made by ``profile``'s parameter file. A run in the way (made by another
+    parameter file, or finished with another configuration: :meth:`lib.runs.Run.in_the_way`)
+    is a :class:`RunError` unless ``force`` (by default: ``--force`` was given); an
+    interrupted run of the same file is replaced without it."""
     from .train import Trainer
 
     run = Run(folder)
@@ -130,8 +140,15 @@ def ensure_training(cfg: dict, folder: Path) -> Path:
         if cfg["orient"] and not run.oriented():  # finished before it was asked for
             run.orient(D.load(cfg, "train"))
         return run.path
-    resume = run.checkpoint.is_file() and run.matches(cfg)
-    Trainer(cfg, run.path).fit(resume=resume, force=True)
+    source = params_source(profile) if profile else None
+    if not (forced() if force is None else force) and (why := run.in_the_way(cfg, source)):
+        raise RunError(why)
+    trained = run.epochs_done() or 0  # a finished run resumes for more epochs, never fewer
+    resume = run.checkpoint.is_file() and run.matches(cfg) and trained <= cfg["epochs"]
+    trainer = Trainer(cfg, run.path)
+    if source:
+        run.record_made_by(source)
+    trainer.fit(resume=resume, force=True)
     return run.path
 
 
@@ -148,7 +165,7 @@ def ensure_model(profile: str, model: str, seed: int = 0, **overrides) -> Path:
     seeds = restart_seeds(profile, model, seed)
     while True:
         folders = [ensure_training(model_config(profile, base, s, **overrides),
-                                   run_dir(profile, base, s)) for s in seeds]
+                                   run_dir(profile, base, s), profile) for s in seeds]
         if len(folders) == 1:
             return folders[0]
         first = Run(folders[0])

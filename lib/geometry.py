@@ -281,6 +281,14 @@ def random_flip(pose: torch.Tensor, dims: int, p: float = 0.5,
     return torch.where(coin, flip(pose, dims), pose)
 
 
+def random_flip_pair(x: torch.Tensor, y: torch.Tensor, p: float = 0.5,
+                     generator: torch.Generator | None = None):
+    """Flip 2D inputs (B, 32) and their 3D targets (B, 48) together, each pair with
+    probability ``p`` (supervised training)."""
+    coin = torch.rand(len(x), 1, device=x.device, generator=generator) < p
+    return torch.where(coin, flip(x, 2), x), torch.where(coin, flip(y, 3), y)
+
+
 def missing_mask(batch: int, n_missing: int, device=None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """(B, 16) float mask, 1 = visible, with ``n_missing`` distinct limb joints hidden per row."""

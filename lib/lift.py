@@ -14,14 +14,16 @@ Units: millimetres *of the training data's body*: the network's 3D is multiplied
 training split's mean head-to-pelvis length, so a person of another size comes out at the
 training size (a single image cannot tell size from distance). Each pose is normalised by
 its own 2D head-to-pelvis length, so the pixel scale, image size and resolution do not
-matter. Frames without a usable person (all joints missing, NaN or all zero) are skipped
-and reported in ``result.skipped``; they are not errors.
+matter. Frames without a usable person (all joints missing, NaN or all zero; a joint
+beyond 1e6 px; a pose without extent, its head-to-pelvis length zero) are skipped and
+reported in ``result.skipped``; they are not errors. A lifted pose is always finite.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 
 from .config import pick_device
-from .geometry import C, Normalizer, apply_mask
+from .geometry import C, Normalizer, apply_mask, chain_length
 from .models import predict
 from .runs import Run, RunError
 from .skeleton import JOINTS, SCALE_CHAIN
@@ -47,6 +49,10 @@ COCO_DIRECT = {1: _CO["r_hip"], 2: _CO["r_knee"], 3: _CO["r_ankle"], 4: _CO["l_h
                12: _CO["l_elbow"], 13: _CO["l_wrist"], 14: _CO["r_shoulder"],
                15: _CO["r_elbow"], 16: _CO["r_wrist"]}
 HEAD_ABOVE_EARS = 0.5  # head top: ear midpoint + this x (ear midpoint - thorax)
+MAX_PX = 1e6  # a keypoint farther from the image's origin is no position in an image
+# a joint farther from the pelvis than this many head-to-pelvis lengths: no one person's pose
+# (and such a ratio, unbounded, would overflow the network's float32 input)
+MAX_SPREAD = 1e3
 
 
 class LiftError(ValueError):
@@ -179,23 +185,17 @@ class PoseLifter:
             visible &= inside | ~finite
         skipped = {}
         keep = []
-        needed = set(SCALE_CHAIN)  # the scale (and the root) must be seen
         for i in range(len(kp)):
-            miss = [j for j in range(17) if not visible[i, j]]
-            if len(miss) == 17:
-                skipped[i] = "no person (every joint missing, zero or not finite)"
-            elif needed & set(miss):
-                names = ", ".join(JOINTS[j] for j in sorted(needed & set(miss)))
-                skipped[i] = f"missing {names}: needed for the pose's scale"
-            elif miss and not self.handles_missing_joints:
-                skipped[i] = (f"missing {', '.join(JOINTS[j] for j in miss)}; this model was "
-                              f"not trained with missing joints (train with p_miss > 0)")
+            why = self._unusable(xy[i], visible[i])
+            if why:
+                skipped[i] = why
             else:
                 keep.append(i)
         keep = np.asarray(keep, dtype=int)
         if len(keep) == 0:
             return LiftResult(np.zeros((0, 17, 3)), keep, None, skipped)
-        xy = np.where(visible[keep, :, None], xy[keep], 0.0)
+        # a missing joint at the root: zero in network space, before the mask zeroes it too
+        xy = np.where(visible[keep, :, None], xy[keep], xy[keep, :1])
         # each pose by its own head-to-pelvis length: any camera, any resolution
         x = torch.as_tensor(Normalizer("pose", C).pose2d(xy), device=self.device)
         mask = torch.as_tensor(visible[keep, 1:], dtype=torch.float32, device=self.device)
@@ -210,7 +210,45 @@ class PoseLifter:
                 mm = self.norm.to_mm(hyps.flatten(0, 1)).unflatten(0, (len(keep), k))
                 poses = mm.mean(1)
                 std = mm.std(1).norm(dim=-1).cpu().numpy()
-        return LiftResult(poses.cpu().numpy(), keep, std, skipped)
+        poses = poses.cpu().numpy()
+        finite = np.isfinite(poses).all((1, 2))  # never expected: the checks above bound it
+        if std is not None:
+            finite &= np.isfinite(std).all(1)
+        for i in keep[~finite]:
+            skipped[int(i)] = "the lifted pose is not finite"
+        skipped = dict(sorted(skipped.items()))
+        return LiftResult(poses[finite], keep[finite],
+                          None if std is None else std[finite], skipped)
+
+    def _unusable(self, xy: np.ndarray, visible: np.ndarray) -> str | None:
+        """Why a frame's (17, 2) pixels, ``visible`` where seen, cannot be lifted; None if
+        they can: no person, joints the pose's scale needs or (for a model not trained with
+        missing joints) any joint missing, a joint beyond :data:`MAX_PX`, or no extent."""
+        miss = [j for j in range(17) if not visible[j]]
+        needed = sorted(set(SCALE_CHAIN) & set(miss))  # the scale (and the root) must be seen
+        if len(miss) == 17:
+            return "no person (every joint missing, zero or not finite)"
+        if needed:
+            return f"missing {', '.join(JOINTS[j] for j in needed)}: needed for the pose's scale"
+        if miss and not self.handles_missing_joints:
+            return (f"missing {', '.join(JOINTS[j] for j in miss)}; this model was not trained "
+                    f"with missing joints (train with p_miss > 0)")
+        far = [j for j in range(17) if visible[j] and np.abs(xy[j]).max() > MAX_PX]
+        if far:
+            j = far[0]
+            more = f" (and {len(far) - 1} more joints)" if len(far) > 1 else ""
+            return (f"{JOINTS[j]} at ({xy[j, 0]:.3g}, {xy[j, 1]:.3g}) px{more}: beyond "
+                    f"{MAX_PX:,.0f} px, no position in an image")
+        scale = float(chain_length(xy))
+        spread = max(float(np.hypot(*(xy[j] - xy[0]))) for j in range(17) if visible[j])
+        if spread == 0:
+            return "no extent: every joint on one pixel (zero 2D scale)"
+        if scale == 0:
+            return "no extent: head, neck, thorax and pelvis on one pixel (zero 2D scale)"
+        if spread > MAX_SPREAD * scale:
+            return (f"no extent: head to pelvis {scale:.3g} px, under 1/{MAX_SPREAD:.0f} of "
+                    f"the joints' {spread:.3g} px from the pelvis (2D scale near zero)")
+        return None
 
 
 # --------------------------------------------------------------------------------------
@@ -276,6 +314,27 @@ def read_keypoints(path) -> np.ndarray:
 
 
 MAX_ANIMATED = 600  # frames in an animation (every n-th frame beyond that)
+# what --plot writes: matplotlib's picture formats, and the animations of plot_result
+PLOT_TYPES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".eps",
+              ".gif", ".mp4")
+
+
+def check_output(path, suffixes, option: str) -> None:
+    """A :class:`LiftError` unless ``path`` ends in one of ``suffixes`` (case aside) and its
+    folder exists and is writable: checked before lifting, so that nothing is half done."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise LiftError(f"{path}: {option} writes {', '.join(suffixes)} files, not "
+                        f"{path.suffix or 'a name without a suffix'!r}")
+    folder = path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        why = "no such folder" if not folder.is_dir() else "the folder is not writable"
+        raise LiftError(f"{path}: cannot write ({why}: {folder})")
+    if path.suffix.lower() == ".mp4":
+        from matplotlib import animation
+
+        if not animation.writers.is_available("ffmpeg"):
+            raise LiftError(f"{path}: an .mp4 needs ffmpeg, which is not installed; use .gif")
 
 
 def plot_result(path, keypoints_h36m: np.ndarray, result: LiftResult, fps: float = 10) -> None:
@@ -339,6 +398,9 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     try:
+        check_output(args.out, (".npz",), "--out")
+        if args.plot:
+            check_output(args.plot, PLOT_TYPES, "--plot")
         lifter = PoseLifter.from_run(args.run, args.device)
         kp = read_keypoints(args.input)
         res = lifter.lift(kp, fmt=args.format, threshold=args.threshold, k=args.k,
@@ -353,7 +415,8 @@ def main(argv=None) -> None:
     if res.std is not None:
         out["std"] = res.std.astype(np.float32)
     try:
-        np.savez(args.out, **out)
+        with open(args.out, "wb") as f:  # this name exactly (np.savez adds .npz to a name)
+            np.savez(f, **out)
     except OSError as e:
         sys.exit(f"error: {args.out}: cannot write ({e.strerror or e})")
     if args.plot:

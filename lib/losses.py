@@ -1,4 +1,5 @@
-"""Losses and the KL schedule (the geometry they use lives in ``lib/geometry.py``).
+"""Losses, the KL schedule and the lifter's objective, a sum of named terms
+(:data:`OBJECTIVE`; the geometry they use lives in ``lib/geometry.py``).
 
 Conventions (fixed project-wide):
 
@@ -16,10 +17,13 @@ Every function takes either the flat form or the joint form ``(B, 16, d)`` (see
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from .geometry import C, as_flat, as_joints, project
+from .priors import downward_tilt_loss, hinge_loss, symmetry_loss
 
 
 def projection_loss(pose3d: torch.Tensor, pose2d: torch.Tensor,
@@ -140,3 +144,68 @@ def cycle_loss(pose3d: torch.Tensor, relifted: torch.Tensor, rot: torch.Tensor,
     d3 = torch.linalg.vector_norm(back - as_joints(pose3d, 3), dim=-1).mean()
     d2 = torch.linalg.vector_norm(project(back, c) - as_joints(pose2d, 2), dim=-1).mean()
     return d3, d2
+
+
+# --------------------------------------------------------------------------------------
+# the lifter's objective: named terms, each weighted by a parameter
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class Lifted:
+    """What one step made of a batch, for the objective's terms: the input 2D ``x``
+    (B, 32), its lift ``pose3d`` (B, 48, float32) and latent ``mu`` / ``logvar`` (None
+    without a VAE), the missing-joint ``mask`` (None when no joint is missing), the novel
+    views (B, 32) and the rotations (B, 3, 3) that made them, the views as the
+    discriminator sees them (``novel_seen``, with its instance noise), and the two networks
+    (the lifter lifts the views again for the cycle; ``disc`` is None without one)."""
+
+    x: torch.Tensor
+    pose3d: torch.Tensor
+    mu: torch.Tensor
+    logvar: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    novel: torch.Tensor | None = None
+    rot: torch.Tensor | None = None
+    novel_seen: torch.Tensor | None = None
+    lifter: torch.nn.Module | None = None
+    disc: torch.nn.Module | None = None
+
+
+def _weighted(key: str, term):
+    """A term computed only where its weight ``cfg[key]`` is not 0 (a prior switched off
+    costs nothing)."""
+    return key, lambda b, cfg: term(b) if cfg[key] > 0 else None
+
+
+def _cycle(b: Lifted) -> torch.Tensor:
+    """Lift each novel view again and turn it back: 3D and 2D consistency (:func:`cycle_loss`)."""
+    cyc3d, cyc2d = cycle_loss(b.pose3d, b.lifter(b.novel, sample=False)[0].float(), b.rot, b.x)
+    return cyc3d + cyc2d
+
+
+# name -> (the parameter that weights it, or "beta" for the KL schedule; the term of a
+# batch, None where it does not apply). Summed in this order; each term is a column of the
+# run's history. A new term is one entry here and its weight in lib.config.DEFAULTS.
+OBJECTIVE = {
+    "proj": ("lambda_recon", lambda b, cfg: projection_loss(b.pose3d, b.x, b.mask)),
+    "kld": ("beta", lambda b, cfg: None if b.logvar is None
+            else kl_divergence(b.mu.float(), b.logvar.float())),
+    "adv": ("lambda_disc", lambda b, cfg: None if b.disc is None
+            else generator_adversarial_loss(b.disc(b.novel_seen).float())),
+    "hinge": _weighted("lambda_hinge", lambda b: hinge_loss(b.pose3d)),
+    "sym": _weighted("lambda_sym", lambda b: symmetry_loss(b.pose3d)),
+    "tilt": _weighted("lambda_tilt", lambda b: downward_tilt_loss(b.pose3d)),
+    "cycle": _weighted("lambda_cycle", _cycle),
+}
+
+
+def objective(b: Lifted, cfg: dict, beta: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The lifter's loss of one batch: {"loss": the weighted sum, and each term that
+    applies, by name} (:data:`OBJECTIVE`)."""
+    terms, loss = {}, 0.0
+    for name, (key, term) in OBJECTIVE.items():
+        value = term(b, cfg)
+        if value is not None:
+            terms[name] = value
+            loss = loss + (beta if key == "beta" else cfg[key]) * value
+    return {"loss": loss, **terms}

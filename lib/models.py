@@ -43,7 +43,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import DEFAULTS, MODES
+from .config import DEFAULTS, MODES, ConfigError
 from .geometry import C, flip, on_device
 from .skeleton import PARENTS
 
@@ -389,3 +389,29 @@ def predict(lifter: nn.Module, norm, x2d: torch.Tensor, batch: int = 65536) -> t
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (BatchNorm running statistics are buffers, not counted)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def check_batch(cfg: dict, n: int, nets: dict) -> None:
+    """A :class:`ConfigError` where a network with BatchNorm would train on batches of one
+    pose (``n`` training poses, ``batch_size``): BatchNorm's statistics need two or more."""
+    if min(cfg["batch_size"], n) >= 2 or not any(
+            isinstance(m, torch.nn.BatchNorm1d)
+            for net in nets.values() if net is not None for m in net.modules()):
+        return
+    if cfg["batch_size"] < 2:
+        raise ConfigError(f"batch_size {cfg['batch_size']}: BatchNorm cannot train on a batch "
+                          f"of one pose; use batch_size 2 or more")
+    what = "the training split" if cfg["train_size"] is None else f"train_size {cfg['train_size']}"
+    raise ConfigError(f"{what}: {n} training pose, and BatchNorm cannot train on a batch of "
+                      f"one; use train_size 2 or more")
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float, steps: int) -> None:
+    """ema <- d * ema + (1 - d) * weights after ``steps`` earlier updates, with the decay
+    warmed up as d = min(decay, (1 + steps) / (10 + steps)) so that a short run's average is
+    not dominated by the initial weights; BatchNorm statistics are copied."""
+    d = min(decay, (1 + steps) / (10 + steps))
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - d)
+    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(b)

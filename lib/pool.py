@@ -22,13 +22,14 @@ from .experiment import (
     ensure_model,
     ensure_training,
     model_config,
+    params_source,
     prepare,
     profile_name,
     restart_of,
     restart_seeds,
     run_dir,
 )
-from .runs import Run, RunError
+from .runs import Run, RunError, forced
 from .splits import exit_on_sigterm
 
 
@@ -75,7 +76,7 @@ def _train_job(profile: str, model: str, seed: int, threads: int, line: str,
     sys.stdout.flush()
     t = time.perf_counter()
     ensure_training(model_config(profile, model, seed, progress=False),
-                   run_dir(profile, model, seed))  # this training alone, not its restarts
+                    run_dir(profile, model, seed), profile)  # this one, not its restarts
     t_check = time.perf_counter()
     spare = 0.0  # seconds of spare restarts: training, not checks
     base = restart_of(seed)[0]  # the model's seed that this training is a restart of
@@ -116,9 +117,15 @@ def train_all(profile: str, jobs: list[tuple[str, int]], workers: int, t0: float
     name = profile_name(profile)
     cfgs = {job: model_config(profile, *job) for job in jobs}
     todo = [job for job in jobs if not Run(run_dir(profile, *job)).finished(cfgs[job])]
+    source = params_source(profile)  # before any training: the runs it would replace
+    blocked = [why for job in todo if (why := Run(run_dir(profile, *job)).in_the_way(
+        cfgs[job], source))]
+    if blocked and not forced():
+        more = f" (and {len(blocked) - 1} more runs)" if len(blocked) > 1 else ""
+        raise RunError(blocked[0] + more)
     for job in jobs:
-        if job not in todo:
-            ensure_training(cfgs[job], run_dir(profile, *job))  # reused (oriented if not yet)
+        if job not in todo:  # reused (oriented if not yet)
+            ensure_training(cfgs[job], run_dir(profile, *job), profile)
     if not todo:
         if jobs:
             print(f"[book {name}] all {len(jobs)} trainings finished already: reused", flush=True)

@@ -5,6 +5,7 @@
         history.jsonl    one line per epoch: every loss term, timings, validation
         checkpoint.pt    networks, optimisers, RNG states (written atomically)
         done             written when the last epoch is finished
+        params.txt       the parameter file that made it (lib.config.profile_source)
         eval-*.json      evaluations cached by the book and the studies
 
 Two configurations are *the same run* when they agree on every key that changes what is
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -29,6 +31,14 @@ from .geometry import Normalizer
 from .splits import atomic_write
 
 SELECT_CRITIC_SEED = 1  # the realism-test critic that chooses (the book reports seed 0's)
+# set to 1 by ``--force`` (lib.book, lib.study), so that their worker processes and the
+# chapters they execute may replace a run in the way too (lib.experiment.ensure_training)
+FORCE_ENV = "HPE_FORCE"
+
+
+def forced() -> bool:
+    """True where ``--force`` was given (:data:`FORCE_ENV` is 1)."""
+    return os.environ.get(FORCE_ENV) == "1"
 
 
 class RunError(ValueError):
@@ -60,6 +70,7 @@ class Run:
         self.selection_path = self.path / "selection.json"
         self.restarts_path = self.path / "restarts.json"  # written by lib.experiment.ensure_model
         self.members_path = self.path / "members.json"  # a model averaging restarts (ditto)
+        self.made_by_path = self.path / "params.txt"  # written by lib.experiment.ensure_training
 
     def candidate_path(self, epoch: int) -> Path:
         """Where training keeps an epoch's averaged weights, to choose among
@@ -105,6 +116,79 @@ class Run:
         cfg, saved = make_config(cfg), self.config()
         return (saved is not None and not config_differences(saved, cfg)
                 and saved.get("epochs") == cfg["epochs"])
+
+    def made_by(self) -> str | None:
+        """The parameter file that made this run, as recorded in ``params.txt``
+        (:func:`lib.config.profile_source`: ``params/<name>.yaml`` or an absolute path); for
+        a run made before the record existed, the built-in profile of the folder it is filed
+        under (``runs/<name>/...``: ``params/<name>.yaml``); None for an empty folder."""
+        if self.made_by_path.is_file():
+            return self.made_by_path.read_text().strip()
+        if not (self.done_path.is_file() or self.checkpoint.is_file()):
+            return None
+        above = self.path.resolve().parts[:-1]  # runs/<name>[/...]/<this folder>
+        below = [i for i, part in enumerate(above[:-1]) if part == "runs"]
+        return f"params/{above[below[-1] + 1] if below else self.path.parent.name}.yaml"
+
+    def record_made_by(self, source: str) -> None:
+        """Record ``source`` as the parameter file that makes this run (see :meth:`made_by`)."""
+        if not (self.made_by_path.is_file() and self.made_by() == source):
+            atomic_write(self.made_by_path, lambda f: f.write(f"{source}\n".encode()))
+
+    def in_the_way(self, cfg: dict, source: str | None = None) -> str | None:
+        """Why training ``cfg`` (for the parameter file ``source``) in this folder would
+        replace a run that is not its own to replace, as one line; None where nothing is in
+        the way. In the way: a run (finished or interrupted) that another parameter file
+        made, and a finished run of another configuration (the file was edited since, so
+        the run's weights and record would be lost or, for a runtime key such as
+        ``epochs``, its ``config.yaml`` would no longer describe them)."""
+        done = self.done_path.is_file()
+        if not (done or self.checkpoint.is_file()) or self.members():
+            return None
+        maker = self.made_by()
+        if source is not None and maker != source:
+            state = "a finished" if done else "an interrupted"
+            return (f"{self.path}: holds {state} run made by {maker}, not by {source}; pass "
+                    f"--force to replace it")
+        if not done:
+            return None
+        cfg, saved = make_config(cfg), self.config() or {}
+        changed = config_differences(saved, cfg)
+        if saved.get("epochs") != cfg["epochs"]:
+            changed = sorted({*changed, "epochs"})
+        if not changed:
+            return None
+        return (f"{self.path}: holds a finished run of another configuration (differs in "
+                f"{changed}), made by {maker}; pass --force to replace it")
+
+    def epochs_done(self) -> int | None:
+        """The epochs a finished run trained (its ``done`` marker), None if unfinished."""
+        if not self.done_path.is_file():
+            return None
+        try:
+            return int(self.done_path.read_text().split()[0])
+        except (ValueError, IndexError):
+            return None
+
+    def truncate_history(self, epoch: int) -> None:
+        """Drop history lines written after the checkpoint being resumed from (``epoch``),
+        and any line a crash tore in half (with a warning naming it)."""
+        path = self.history_path
+        if not path.is_file():
+            return
+        keep = []
+        for i, ln in enumerate(path.read_text().splitlines(), 1):
+            if not ln.strip():
+                continue
+            try:
+                row = json.loads(ln)
+            except json.JSONDecodeError:
+                warnings.warn(f"{path}, line {i}: torn (written during a crash), dropped",
+                              stacklevel=2)
+                continue
+            if row.get("epoch", epoch + 1) <= epoch:
+                keep.append(ln)
+        path.write_text("".join(ln + "\n" for ln in keep))
 
     def evaluations(self) -> list[Path]:
         return sorted(self.path.glob("eval-*.json"))

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -53,7 +54,7 @@ from .experiment import (
     train_seconds,
 )
 from .report import aggregate
-from .runs import Run
+from .runs import FORCE_ENV, Run, RunError
 from .splits import DataError
 
 BUILD_DIR = REPO / "_build"
@@ -183,7 +184,7 @@ def select(profile: str, candidates=tuple(zoo.CANDIDATES), budget=SELECT_BUDGET)
               file=sys.stderr, flush=True)
         cfg = make_config(params, {**zoo.candidate_overrides(name), **budget})
         out[name] = realism_test(ensure_training(cfg, REPO / "runs" / profile_name(profile)
-                                                / "select" / name), axis="camera")
+                                                / "select" / name, profile), axis="camera")
     return out
 
 
@@ -197,10 +198,18 @@ def main(argv=None) -> None:
     p.add_argument("--out", help="JSON file (default _build/study-<profile>.json)")
     p.add_argument("--select", action="store_true",
                    help="instead: rank lib.zoo.CANDIDATES by the 2D-only realism test")
+    p.add_argument("--force", action="store_true",
+                   help="replace finished runs in the way (another parameter file's, or of "
+                        "another configuration): default refuse")
     args = p.parse_args(argv)
     profile = args.params
+    if args.force:
+        os.environ[FORCE_ENV] = "1"
     if args.select:
-        res = select(profile)
+        try:
+            res = select(profile)
+        except (RunError, FileNotFoundError) as e:
+            sys.exit(f"error: {e}")
         for name, r in sorted(res.items(), key=lambda kv: kv[1]["critic_accuracy"]):
             print(f"{name:40s} critic accuracy {r['critic_accuracy']:5.1f}%  "
                   f"BCE {r['critic_bce']:.3f}")
@@ -210,7 +219,7 @@ def main(argv=None) -> None:
         return
     try:
         res = run_study(profile, args.models, args.seeds)
-    except (StudyError, FileNotFoundError) as e:
+    except (StudyError, FileNotFoundError, RunError) as e:
         sys.exit(f"error: {e}")
     out = Path(args.out) if args.out else study_path(profile)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -26,9 +25,7 @@ from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywid
 
 from . import data as D
 from . import distributed as dist
-from .bodies import random_factors, rebody
-from .camera import Rig
-from .camera import project as project_px
+from .bodies import OtherBodies
 from .config import (
     REPO,
     ConfigError,
@@ -37,42 +34,34 @@ from .config import (
     make_config,
     parse_overrides,
     pick_device,
+    profile_name,
+    profile_source,
 )
-from .diagnose import depth_correlation
-from .evaluate import choose_epoch
+from .evaluate import choose_epoch, validation
 from .geometry import (
     Normalizer,
     apply_mask,
     center,
-    clamp_tilt,
-    flip,
-    project,
     random_flip,
+    random_flip_pair,
     random_missing_mask,
-    random_turn,
     tilt_of,
     up_direction,
 )
 from .losses import (
+    OBJECTIVE,
+    Lifted,
     beta_schedule,
-    cycle_loss,
     discriminator_loss,
-    generator_adversarial_loss,
-    kl_divergence,
-    projection_loss,
+    objective,
     r1_penalty,
     real_input_noise,
     supervised_loss,
 )
-from .metrics import pa_mpjpe
-from .models import build_models, predict
-from .priors import downward_tilt_loss, hinge_loss, symmetry_loss
+from .models import build_models, check_batch, ema_update, predict
 from .runs import Run, RunError, config_differences, read_checkpoint
 from .splits import DataError, atomic_write, exit_on_sigterm, subset
-
-# --------------------------------------------------------------------------------------
-# the trainer
-# --------------------------------------------------------------------------------------
+from .views import NovelViews
 
 
 class Trainer:
@@ -102,18 +91,14 @@ class Trainer:
         dev = self.device
         self.x = torch.as_tensor(self.norm.pose2d(train["pose2d"]), device=dev)
         self.y = torch.as_tensor(self.norm.pose3d(train["pose3d"]), device=dev)
-        if cfg["body_augment"] > 0:  # the camera-frame mocap, to re-play on other bodies
-            if "camera" not in train:
-                raise ConfigError("body_augment re-projects the training mocap through the "
-                                  "camera that saw each pose, but the training split has no "
-                                  "'camera' indices")
-            self.mocap = torch.as_tensor(train["pose3d"], dtype=torch.float32, device=dev)
-            self.cam = torch.as_tensor(train["camera"], dtype=torch.long, device=dev)
-            self.intr = torch.as_tensor(Rig().intrinsics(), dtype=torch.float32, device=dev)
+        # the training mocap re-played on other bodies (a share body_augment of each batch)
+        self.bodies = (OtherBodies(train, self.norm, cfg["body_augment"], self.gen, dev)
+                       if cfg["body_augment"] > 0 else None)
         self.val_x = torch.as_tensor(self.norm.pose2d(val["pose2d"]), device=dev)
         self.val_gt = torch.as_tensor(center(val["pose3d"]), device=dev)
 
         nets = build_models(cfg)
+        check_batch(cfg, n, nets)
         if self.world > 1:  # BatchNorm over the whole batch, as one process would see it
             nets = {k: dist.global_batchnorm(v) if v is not None else None
                     for k, v in nets.items()}
@@ -136,7 +121,7 @@ class Trainer:
         if cfg["ema"] > 0:
             self.ema = copy.deepcopy(self.lifter).requires_grad_(False)
         self.ema_steps = 0
-        self.up_run = None  # the running vertical (up_momentum > 0), (3,)
+        self.views = NovelViews(cfg, self.gen)  # what the discriminator judges
         self.epoch = 0
 
     # ---- one optimisation step -------------------------------------------------------
@@ -144,39 +129,8 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
-    def _novel_views(self, pose3d: torch.Tensor,
-                     up: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(novel 2D views (B, 32), the rotations (B, 3, 3) that made them); ``up`` is the
-        batch's estimated vertical, the axis when ``view_axis`` is "up" (by default that of
-        ``pose3d``)."""
-        c = self.cfg
-        rotated, rot = random_turn(pose3d, self.view_axis(), self.gen, up, c["azim_min"],
-                                   c["azim_max"], c["elev_min"], c["elev_max"])
-        return project(rotated).flatten(1), rot
-
-    def view_axis(self) -> str:
-        """The axis this epoch's novel views turn about: ``view_axis``, except "camera" for
-        the first ``up_warmup`` epochs."""
-        return "camera" if self.epoch < self.cfg["up_warmup"] else self.cfg["view_axis"]
-
-    def _vertical(self, up: torch.Tensor) -> torch.Tensor:
-        """The vertical (3,) the novel views turn about, from ``up``, this batch's estimate
-        (:func:`lib.geometry.up_direction`; over ranks with view_axis "up"): itself, or with
-        ``up_momentum`` m > 0 the running estimate ``normalise(m * previous + (1 - m) * up)``,
-        so that one batch's lifts do not swing the axis; with ``up_tilt_range`` its tilt
-        towards the camera held in that range (a world lifted tilted beyond it is then seen
-        turning about a vertical it does not stand on, and its novel views lean)."""
-        c = self.cfg
-        if c["up_momentum"] > 0:
-            m = c["up_momentum"]
-            run = up if self.up_run is None else m * self.up_run + (1 - m) * up
-            self.up_run = up = run / run.norm().clamp_min(1e-8)
-        if c["up_tilt_range"] is not None:
-            up = clamp_tilt(up, *c["up_tilt_range"])
-        return up
-
     def step(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        """One step on a batch; returns the statistics row (see ``STATS``) as a tensor."""
+        """One step on a batch; returns the statistics row (see :meth:`stats`) as a tensor."""
         c, zero = self.cfg, x.new_zeros(())
         if c["mode"] != "supervised":  # (supervised flips inputs and targets together)
             x = random_flip(x, 2, c["flip_p"], self.gen)
@@ -190,7 +144,7 @@ class Trainer:
             self._update(self.opt, self.lifter, loss, c["clip_vae_norm"], c["clip_vae_value"])
             if self.ema is not None:
                 self._update_ema()
-            return torch.stack([loss.detach()] + [zero] * (len(self.STATS) - 1))
+            return self._row({"loss": loss}, zero)
 
         # one forward of the lifter serves both players (as in the usual GAN recipe): the
         # discriminator learns on its detached novel views, then the lifter on the same views
@@ -201,9 +155,9 @@ class Trainer:
         # ranks) and, as its tilt towards the camera, a logged statistic
         up_batch = up_direction(pose3d.detach(),
                                 dist.mean_over_ranks if c["view_axis"] == "up" else None)
-        up = self._vertical(up_batch)
+        up = self.views.vertical(up_batch)
         need_views = self.disc is not None or c["lambda_cycle"] > 0
-        novel, rot = self._novel_views(pose3d, up) if need_views else (None, None)
+        novel, rot = self.views(pose3d, self.epoch, up) if need_views else (None, None)
         if self.disc is not None and c["noise_on"] == "both":  # instance noise on fakes too
             novel_seen = real_input_noise(novel, c["real_noise"], self.gen)
         else:
@@ -227,45 +181,39 @@ class Trainer:
             d_fake = torch.sigmoid(logit_fake).mean().detach()
             d_acc = 0.5 * ((logit_real > 0).float().mean() + (logit_fake < 0).float().mean())
 
+        if self.disc is not None:
+            self.disc.requires_grad_(False)  # the lifter's turn: gradients for the input only
         with self._autocast():  # lifter: reproject, stay near the prior, fool the critic
-            proj = projection_loss(pose3d, x, mask if c["p_miss"] > 0 else None)
-            kld = kl_divergence(mu.float(), logvar.float()) if logvar is not None else zero
-            adv = zero
-            if self.disc is not None:
-                self.disc.requires_grad_(False)  # gradients for the input only
-                adv = generator_adversarial_loss(self.disc(novel_seen).float())
-            hinge = hinge_loss(pose3d) if c["lambda_hinge"] > 0 else zero
-            sym = symmetry_loss(pose3d) if c["lambda_sym"] > 0 else zero
-            tilt = downward_tilt_loss(pose3d) if c["lambda_tilt"] > 0 else zero
-            cyc = zero
-            if c["lambda_cycle"] > 0:  # lift the novel view again and rotate it back
-                relifted = self.lifter(novel, sample=False)[0].float()
-                cyc3d, cyc2d = cycle_loss(pose3d, relifted, rot, x)
-                cyc = cyc3d + cyc2d
-            loss = (c["lambda_recon"] * proj + beta * kld + c["lambda_disc"] * adv
-                    + c["lambda_hinge"] * hinge + c["lambda_sym"] * sym
-                    + c["lambda_tilt"] * tilt
-                    + c["lambda_cycle"] * cyc)
-        self._update(self.opt, self.lifter, loss, c["clip_vae_norm"], c["clip_vae_value"])
+            terms = objective(Lifted(x, pose3d, mu, logvar, mask if c["p_miss"] > 0 else None,
+                                     novel, rot, novel_seen, self.lifter, self.disc), c, beta)
+        self._update(self.opt, self.lifter, terms["loss"], c["clip_vae_norm"],
+                     c["clip_vae_value"])
         if self.ema is not None:
             self._update_ema()
         if self.disc is not None:
             self.disc.requires_grad_(True)
-        tilt_deg = torch.rad2deg(tilt_of(up_batch))
-        return torch.stack([loss, proj, kld, adv, d_loss, d_real, d_fake, d_acc, hinge, sym,
-                            cyc, tilt, tilt_deg, r1.detach()]).detach()
+        return self._row({**terms, "d_loss": d_loss, "d_real": d_real, "d_fake": d_fake,
+                          "d_acc": d_acc, "tilt_deg": torch.rad2deg(tilt_of(up_batch)),
+                          "r1": r1}, zero)
 
-    @torch.no_grad()
+    @staticmethod
+    def stats() -> tuple[str, ...]:
+        """The names of a step's statistics, the history's columns: the loss, the
+        objective's terms (:data:`lib.losses.OBJECTIVE`), the discriminator's loss, mean
+        outputs and accuracy, the tilt of the batch's own vertical towards the camera
+        (degrees, before any running average or clamp; the rig's cameras look down by about
+        7.6) and the discriminator's gradient penalty before its weight (``lambda_r1``)."""
+        return ("loss", *OBJECTIVE, "d_loss", "d_real", "d_fake", "d_acc", "tilt_deg", "r1")
+
+    def _row(self, values: dict, zero: torch.Tensor) -> torch.Tensor:
+        """The statistics of a step as one detached tensor in :meth:`stats` order (0 for a
+        term the step did not compute)."""
+        return torch.stack([values.get(k, zero) for k in self.stats()]).detach()
+
     def _update_ema(self):
-        """ema <- decay * ema + (1 - decay) * weights; BatchNorm statistics are copied. The
-        decay warms up as min(ema, (1 + t) / (10 + t)) after t updates, so that a short run's
-        average is not dominated by the initial weights."""
-        decay = min(self.cfg["ema"], (1 + self.ema_steps) / (10 + self.ema_steps))
+        """The averaged weights follow the lifter's (:func:`lib.models.ema_update`)."""
+        ema_update(self.ema, self.lifter, self.cfg["ema"], self.ema_steps)
         self.ema_steps += 1
-        ema_p = list(self.ema.parameters())
-        torch._foreach_lerp_(ema_p, list(self.lifter.parameters()), 1.0 - decay)
-        for e, b in zip(self.ema.buffers(), self.lifter.buffers(), strict=True):
-            e.copy_(b)
 
     @staticmethod
     def _update(opt, module, loss, max_norm, max_value):
@@ -278,13 +226,6 @@ class Trainer:
         if max_norm:
             torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
         opt.step()
-
-    # r1: the discriminator's gradient penalty (lambda_r1), before its weight;
-    # tilt: the downward-tilt prior; tilt_deg: how far the batch's own estimate of the vertical
-    # (before any running average or clamp) leans towards the camera (degrees; the rig's
-    # cameras look down by about 7.6)
-    STATS = ("loss", "proj", "kld", "adv", "d_loss", "d_real", "d_fake", "d_acc", "hinge", "sym",
-             "cycle", "tilt", "tilt_deg", "r1")
 
     # ---- epochs ----------------------------------------------------------------------
 
@@ -309,28 +250,22 @@ class Trainer:
         perm = torch.randperm(n, device=self.device, generator=order)
         self.gen.manual_seed(dist.epoch_seed(c["seed"], self.epoch, self.rank))
         torch.manual_seed(dist.epoch_seed(c["seed"], self.epoch, self.rank))  # dropout
-        total = torch.zeros(len(self.STATS), device=self.device)
+        names = self.stats()
+        total = torch.zeros(len(names), device=self.device)
         t0 = time.perf_counter()
         for i in range(steps):
             idx = perm[i * bs + lo:i * bs + lo + shard]
             x, y = self.x[idx], self.y[idx]
-            if c["body_augment"] > 0:
-                x = self._other_bodies(idx)
+            if self.bodies is not None:
+                x = self.bodies(idx)
             if c["flip_p"] > 0 and c["mode"] == "supervised":
-                x, y = self._flip_pair(x, y)
+                x, y = random_flip_pair(x, y, c["flip_p"], self.gen)
             total += self.step(x, y, beta)
         total = dist.mean_over_ranks(total / steps)
-        stats = dict(zip(self.STATS, total.tolist(), strict=True))  # one sync
+        stats = dict(zip(names, total.tolist(), strict=True))  # one sync
         stats.update(epoch=self.epoch + 1, beta=float(beta), lr=self.opt.param_groups[0]["lr"],
                      seconds=round(time.perf_counter() - t0, 3), poses=steps * bs)
         return stats
-
-    def _other_bodies(self, idx: torch.Tensor) -> torch.Tensor:
-        """Normalised 2D of the batch's mocap, a fraction ``body_augment`` of it re-played on
-        random bodies (lib.bodies) and projected by the camera that saw it."""
-        f = random_factors(len(idx), self.cfg["body_augment"], self.gen, self.device)
-        pose = rebody(self.mocap[idx], f)
-        return self.norm.pose2d(project_px(pose, self.intr[self.cam[idx]][:, None]))
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of an epoch: constant, or a cosine from lr down to 0."""
@@ -339,11 +274,6 @@ class Trainer:
             return 0.5 * c["lr"] * (1 + math.cos(math.pi * epoch / c["epochs"]))
         return c["lr"]
 
-    def _flip_pair(self, x, y):
-        """Flip 2D inputs and their 3D targets together (supervised mode)."""
-        coin = torch.rand(len(x), 1, device=x.device, generator=self.gen) < self.cfg["flip_p"]
-        return torch.where(coin, flip(x, 2), x), torch.where(coin, flip(y, 3), y)
-
     def predict(self, x2d: torch.Tensor, batch: int = 65536) -> torch.Tensor:
         """Single-hypothesis 3D (mean latent), (N, 17, 3) in mm-like units, root at origin."""
         net = self.ema if self.ema is not None else self.lifter
@@ -351,14 +281,8 @@ class Trainer:
         return predict(net, self.norm, x2d, batch)
 
     def validate(self) -> dict:
-        pred = self.predict(self.val_x)
-        err = pa_mpjpe(pred, self.val_gt)
-        err_reflect = pa_mpjpe(pred, self.val_gt, allow_reflection=True)
-        hist = torch.histc(err.clamp(max=299.0), bins=60, min=0, max=300)
-        corr = depth_correlation(pred[:, 1:], self.val_gt[:, 1:])
-        return {"val_pa_mpjpe": float(err.mean()), "val_depth_corr": float(corr.mean()),
-                "val_pa_mpjpe_reflect": float(err_reflect.mean()),
-                "val_hist": hist.int().tolist()}
+        """The validation columns of the history (3D: reported, never used to choose)."""
+        return validation(self.predict(self.val_x), self.val_gt)
 
     # ---- checkpoints -----------------------------------------------------------------
 
@@ -367,7 +291,7 @@ class Trainer:
             "epoch": self.epoch, "config": self.cfg, "normalizer": self.norm.to_dict(),
             "lifter": self.lifter.state_dict(), "opt": self.opt.state_dict(),
             "lifter_ema": self.ema.state_dict() if self.ema is not None else None,
-            "ema_steps": self.ema_steps, "up_run": self.up_run,
+            "ema_steps": self.ema_steps, "up_run": self.views.up_run,
             "disc": self.disc.state_dict() if self.disc is not None else None,
             "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
             "device_type": self.device.type, "world_size": self.world,
@@ -394,7 +318,7 @@ class Trainer:
             self.ema.load_state_dict(ckpt["lifter_ema"])
             self.ema_steps = ckpt.get("ema_steps", 0)
         up_run = ckpt.get("up_run")
-        self.up_run = None if up_run is None else up_run.to(self.device)
+        self.views.up_run = None if up_run is None else up_run.to(self.device)
         self.opt.load_state_dict(ckpt["opt"])
         if self.disc is not None:
             self.disc.load_state_dict(ckpt["disc"])
@@ -470,7 +394,7 @@ class Trainer:
         for torn in run.path.glob(".*.tmp"):  # a write cut short by a kill: never renamed
             torn.unlink()
         if resume:
-            _truncate_history(run.history_path, self.epoch)
+            run.truncate_history(self.epoch)
         else:
             # a fresh run: nothing of an earlier run in this folder may survive to be
             # resumed or reported under this configuration
@@ -484,30 +408,11 @@ class Trainer:
         return f"train {self.out.name} ({self.cfg['mode']}{ranks})"
 
 
-def _truncate_history(path: Path, epoch: int) -> None:
-    """Drop history lines written after the checkpoint being resumed from, and any line a
-    crash tore in half (with a warning naming it)."""
-    if not path.is_file():
-        return
-    keep = []
-    for i, ln in enumerate(path.read_text().splitlines(), 1):
-        if not ln.strip():
-            continue
-        try:
-            row = json.loads(ln)
-        except json.JSONDecodeError:
-            warnings.warn(f"{path}, line {i}: torn (written during a crash), dropped",
-                          stacklevel=2)
-            continue
-        if row.get("epoch", epoch + 1) <= epoch:
-            keep.append(ln)
-    path.write_text("".join(ln + "\n" for ln in keep))
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lib.train", description=__doc__.split("\n")[0])
     p.add_argument("--params", help="YAML parameter file (e.g. params/quick.yaml)")
-    p.add_argument("--out", help="run folder (default runs/<params name>/<mode>)")
+    p.add_argument("--out", help="run folder (default runs/<profile>/<mode>: the params file's "
+                                 "stem, with a hash of its path for a file outside params/)")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.add_argument("--force", action="store_true",
                    help="replace a run already in the folder (default: refuse)")
@@ -517,9 +422,14 @@ def main(argv=None) -> None:
     try:
         params = load_params(args.params) if args.params else {}
         cfg = make_config(params, parse_overrides(args.overrides))
-        name = Path(args.params).stem if args.params else "custom"
+        name = profile_name(args.params) if args.params else "custom"
         out = Path(args.out or REPO / "runs" / name / cfg["mode"])
         trainer = Trainer(cfg, out)
+        run = Run(out)
+        if (args.params and trainer.rank == 0 and not out.is_file()
+                and (args.resume or args.force or not (run.done_path.is_file()
+                                                       or run.checkpoint.is_file()))):
+            run.record_made_by(profile_source(args.params))  # what lib.book checks
         rows = trainer.fit(resume=args.resume, force=args.force)
     except (ConfigError, DataError, RunError) as e:
         sys.exit(f"error: {e}")

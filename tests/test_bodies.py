@@ -64,12 +64,12 @@ def test_training_on_random_bodies_keeps_the_2d_of_unchanged_poses():
     tr = Trainer({**TINY, "body_augment": 1e-9}, "/tmp/unused", train=split, val=VAL)
     idx = torch.arange(16)
     # (almost) no pose re-bodied: the synthesised 2D is the split's own stored 2D
-    x = tr._other_bodies(idx)
+    x = tr.bodies(idx)
     assert x.shape == (16, 32)
     np.testing.assert_allclose(x.numpy(), tr.x[:16].numpy(), atol=1e-5)
     # every pose re-bodied: the 2D changes, hips and shoulders move out
-    tr.cfg["body_augment"] = 1.0
-    wide = tr._other_bodies(idx).unflatten(1, (16, 2))
+    tr.bodies.p = 1.0
+    wide = tr.bodies(idx).unflatten(1, (16, 2))
     hips = lambda v: (v[:, 3] - v[:, 0]).norm(dim=-1)  # noqa: E731  l_hip - r_hip, 2D
     assert (hips(wide) >= hips(tr.x[:16].unflatten(1, (16, 2))) - 1e-6).all()
     f = random_factors(1000, 0.5, torch.Generator().manual_seed(0))

@@ -304,7 +304,7 @@ def test_rebuild_failure_keeps_the_old_cache(tmp_path, monkeypatch):
             raise DataError("simulated failure")
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(data, "_write_split", fail_on_second_split)
+    monkeypatch.setattr(bnmd, "_write_split", fail_on_second_split)
     with pytest.raises(DataError, match="simulated"):
         bnmd17(source=source, cache=cache, frame_step=4, rebuild=True, progress=False)
     assert len(calls) == 2

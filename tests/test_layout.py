@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from lib import experiment, zoo
 from lib.config import DEFAULTS
@@ -164,3 +165,26 @@ def test_each_module_imports_only_those_the_readme_lists_before_it():
 def test_no_module_of_lib_is_over_450_lines():
     long = {p.name: n for p in LIB.glob("*.py") if (n := len(p.read_text().splitlines())) > 450}
     assert not long, f"split these modules: {long}"
+
+
+def test_a_new_loss_term_is_one_entry_of_the_objective(tmp_path, monkeypatch):
+    """README's recipe for a loss term: an entry of lib.losses.OBJECTIVE and its weight in
+    lib.config.DEFAULTS, nothing else: the trainer sums it and the history names it."""
+    from test_train import TINY, TRAIN, VAL
+
+    from lib import config, losses
+    from lib.train import Trainer
+
+    spread = ("lambda_spread", lambda b, cfg: b.pose3d.pow(2).mean())  # any term of a batch
+    monkeypatch.setitem(losses.OBJECTIVE, "spread", spread)
+    monkeypatch.setitem(config.DEFAULTS, "lambda_spread", 0.0)
+    tr = Trainer({**TINY, "epochs": 1, "lambda_spread": 5.0}, tmp_path / "r", train=TRAIN,
+                 val=VAL)
+    row = tr.fit()[0]
+    assert "spread" in tr.stats() and row["spread"] > 0  # a column of the history
+    # the objective weighs it and adds it to the other terms
+    batch = losses.Lifted(tr.x[:64], torch.randn(64, 48), torch.zeros(64, 51))
+    beta = torch.tensor(0.0)
+    with_it = losses.objective(batch, {**tr.cfg, "lambda_spread": 5.0}, beta)
+    without = losses.objective(batch, {**tr.cfg, "lambda_spread": 0.0}, beta)
+    torch.testing.assert_close(with_it["loss"] - without["loss"], 5.0 * with_it["spread"])

@@ -6,6 +6,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from test_train import TINY, TRAIN, VAL
 
 from lib.lift import COCO17, LiftError, PoseLifter, coco_to_h36m, main, read_keypoints
@@ -164,3 +167,87 @@ def test_cli_writes_poses_and_a_picture(run, tmp_path, capsys):
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="error: device 'cuda': CUDA is not available"):
             main(["--run", str(run), "--input", str(tmp_path / "in.npz"), "--device", "cuda"])
+
+
+def test_absurd_frames_are_skipped_with_a_reason(run):
+    """A keypoint beyond 1,000,000 px, a frame far off everywhere, a frame on one pixel, a pose
+    whose head-to-pelvis length is zero: each frame skipped with its reason, the others
+    lifted, every lifted pose finite."""
+    lifter = PoseLifter.from_run(run, device="cpu")
+    person = coco_person()
+    wrist = person.copy()
+    wrist[COCO17.index("r_wrist"), 0] = 1e30
+    far = person.copy()
+    far[:, :2] = 1e30
+    dot = person.copy()
+    dot[:, :2] = (320.0, 240.0)
+    flat = coco_to_h36m(person[None])[0]  # Human3.6M order: collapse the head-to-pelvis chain
+    kp = coco_to_h36m(np.stack([person, wrist, far, dot, person]))
+    kp = np.concatenate([kp, flat[None]])
+    kp[5, [10, 9, 8, 0], :2] = kp[5, 0, :2]
+    kp[5, [1, 4, 7], :2] = kp[5, 0, :2] + (1.0, 0.0)  # hips and spine stay (a wide pose)
+    res = lifter.lift(kp)
+    assert res.frames.tolist() == [0, 4] and np.isfinite(res.poses).all()
+    assert res.skipped[1] == ("r_wrist at (1e+30, 220) px: beyond 1,000,000 px, no position "
+                              "in an image")
+    assert res.skipped[2].endswith("(and 16 more joints): beyond 1,000,000 px, no position in "
+                                   "an image")
+    assert res.skipped[3] == "no extent: every joint on one pixel (zero 2D scale)"
+    assert res.skipped[5] == ("no extent: head, neck, thorax and pelvis on one pixel (zero 2D "
+                              "scale)")
+    tiny = kp[:1].copy()
+    tiny[0, [10, 9, 8], :2] = tiny[0, 0, :2] + 1e-9  # a head-to-pelvis chain of 1e-9 px
+    assert "2D scale near zero" in lifter.lift(tiny).skipped[0]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_finite_input_in_the_image_is_lifted_finite_or_skipped_by_name(run, data):
+    """Property: keypoints anywhere in a (up to 1e6 px) image, of any size down to a pixel
+    and below, collapsed or spread, with or without scores: each frame is either lifted to
+    a finite pose or skipped with a reason, never both, never neither."""
+    lifter = PoseLifter.from_run(run, device="cpu")
+    n = data.draw(st.integers(1, 4))
+    size = data.draw(st.sampled_from([1.0, 640.0, 1e6]))
+    coord = st.floats(0.0, size, allow_nan=False, allow_infinity=False)
+    kp = data.draw(arrays(np.float64, (n, 17, 2), elements=coord))
+    # shrink some frames towards one point (tiny or zero extent), as far as floats go
+    factor = data.draw(arrays(np.float64, (n, 1, 1), elements=st.sampled_from(
+        [1.0, 1e-3, 1e-9, 1e-300, 0.0])))
+    kp = kp[:, :1] + (kp - kp[:, :1]) * factor
+    if data.draw(st.booleans()):
+        scores = data.draw(arrays(np.float64, (n, 17, 1), elements=st.floats(0.0, 1.0)))
+        kp = np.concatenate([kp, scores], -1)
+    res = lifter.lift(kp, fmt=data.draw(st.sampled_from(["h36m17", "coco17"])),
+                      image_size=(size, size))
+    assert np.isfinite(res.poses).all() and res.poses.shape == (len(res.frames), 17, 3)
+    assert set(res.frames.tolist()).isdisjoint(res.skipped)
+    assert set(res.frames.tolist()) | set(res.skipped) == set(range(n))
+    assert all(isinstance(why, str) and why for why in res.skipped.values())
+
+
+def test_cli_checks_out_and_plot_before_any_work(run, tmp_path, capsys):
+    """--out and --plot are checked before the lift, so a bad --plot leaves no .npz behind;
+    the output is written under the name given and printed."""
+    kp = coco_to_h36m(np.stack([coco_person()] * 2))
+    np.savez(tmp_path / "in.npz", keypoints=kp)
+    base = ["--run", str(run), "--input", str(tmp_path / "in.npz"), "--format", "h36m17",
+            "--device", "cpu"]
+    with pytest.raises(SystemExit, match=r"error: .*pose.xyz: --plot writes .png, .*, .mp4 "
+                                         r"files, not '.xyz'"):
+        main([*base, "--out", str(tmp_path / "a.npz"), "--plot", str(tmp_path / "pose.xyz")])
+    assert not (tmp_path / "a.npz").exists()
+    with pytest.raises(SystemExit, match=r"error: .*poses.out: --out writes .npz files, not "
+                                         r"'.out'"):
+        main([*base, "--out", str(tmp_path / "poses.out")])
+    assert list(tmp_path.iterdir()) == [tmp_path / "in.npz"]
+    with pytest.raises(SystemExit, match=r"error: .*no/such/pose.png: cannot write \(no such "
+                                         r"folder"):
+        main([*base, "--out", str(tmp_path / "a.npz"),
+              "--plot", str(tmp_path / "no/such/pose.png")])
+    main([*base, "--out", str(tmp_path / "b.NPZ")])
+    printed = json.loads(capsys.readouterr().out)["out"]
+    assert printed == str(tmp_path / "b.NPZ") and (tmp_path / "b.NPZ").is_file()
+    with np.load(printed) as f:
+        assert f["poses3d"].shape == (2, 17, 3)

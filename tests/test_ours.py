@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_train import STANDING, TINY, TRAIN, VAL
 
-from lib.config import ConfigError, make_config
+from lib.config import ConfigError, make_config, profile_name
 from lib.geometry import project, random_rotation_y, rotation_matrices
 from lib.losses import cycle_loss
 from lib.models import build_models, lift_depth
@@ -229,7 +229,8 @@ def test_book_profile_is_a_name_or_a_path_and_means_it(tmp_path):
     mine.write_text("mode: vae\nwidth: 48\n")
     assert params_path(str(mine)) == mine
     assert model_config(str(mine), "vae_gan")["width"] == 48  # the file's value, not quick's
-    assert run_dir(str(mine), "ours", 2).parts[-2:] == ("mine", "ours-seed2")
+    assert run_dir(str(mine), "ours", 2).parts[-2:] == (profile_name(mine), "ours-seed2")
+    assert profile_name(mine).startswith("mine-")  # never a built-in profile's folder
     with pytest.raises(FileNotFoundError, match="nope.yaml: no such parameter file"):
         params_path(str(tmp_path / "nope.yaml"))
     with pytest.raises(FileNotFoundError, match="no such profile; known profiles: .*quick"):
@@ -366,7 +367,7 @@ def test_train_all_trains_two_at_a_time_then_reuses(tmp_path, capsys):
     finally:
         import shutil
 
-        shutil.rmtree(REPO / "runs" / "pooltest", ignore_errors=True)
+        shutil.rmtree(REPO / "runs" / profile_name(params), ignore_errors=True)
 
 
 
@@ -406,7 +407,7 @@ def test_train_all_stops_its_workers_when_killed(tmp_path):
         proc.kill()
         import shutil
 
-        shutil.rmtree(REPO / "runs" / "killtest", ignore_errors=True)
+        shutil.rmtree(REPO / "runs" / profile_name(params), ignore_errors=True)
 
 
 def test_test_time_flip_averages_the_mirrored_lift_and_stays_on_the_rays():
@@ -517,7 +518,7 @@ def test_novel_views_about_the_up_axis_are_turned_about_the_batchs_vertical():
     tr = Trainer({**TINY, **OURS, "epochs": 1, "view_axis": "up", "up_warmup": 0}, "/nonexistent",
                  train=TRAIN, val=VAL)
     pose = torch.as_tensor(tr.norm.pose3d(TRAIN["pose3d"][:64]))
-    views, rot = tr._novel_views(pose)
+    views, rot = tr.views(pose, tr.epoch)
     up = up_direction(pose)
     turned = pose.unflatten(-1, (16, 3)) @ rot.transpose(-1, -2)
     assert torch.allclose(turned @ up, pose.unflatten(-1, (16, 3)) @ up, atol=1e-5)
@@ -535,8 +536,8 @@ def test_the_warm_up_turns_the_first_epochs_views_about_the_cameras_vertical():
     y = torch.tensor([0.0, 1.0, 0.0])
     for epoch, axis in ((0, "camera"), (1, "camera"), (2, "up")):
         tr.epoch = epoch
-        assert tr.view_axis() == axis
-        _, rot = tr._novel_views(pose, tilted)
+        assert tr.views.axis(epoch) == axis
+        _, rot = tr.views(pose, epoch, tilted)
         keeps = torch.allclose(rot @ y, y.expand(64, 3), atol=1e-6)
         assert keeps == (axis == "camera"), epoch
         if axis == "up":
@@ -549,25 +550,23 @@ def test_the_warm_up_turns_the_first_epochs_views_about_the_cameras_vertical():
 def test_running_vertical_blends_batches_and_rejects_a_momentum_of_one():
     """up_momentum m: the views' axis is normalise(m * previous + (1 - m) * this batch's),
     starting from the first batch's own estimate; m = 1 (a frozen axis) is refused."""
-    from types import SimpleNamespace
-
     from lib.config import ConfigError, make_config
     from lib.geometry import up_direction
-    from lib.train import Trainer
+    from lib.views import NovelViews
 
     with pytest.raises(ConfigError, match="up_momentum"):
         make_config({"up_momentum": 1.0})
-    fake = SimpleNamespace(cfg=make_config({"view_axis": "up", "up_momentum": 0.75}), up_run=None)
+    views = NovelViews(make_config({"view_axis": "up", "up_momentum": 0.75}), None)
     upright = torch.zeros(4, 16, 3)
     upright[:, 7, 1] = -1.0  # every thorax straight above the pelvis (y points down)
     leaning = torch.zeros(4, 16, 3)
     leaning[:, 7] = torch.tensor([0.0, -1.0, -1.0])  # every trunk leaning 45 degrees
-    first = Trainer._vertical(fake, up_direction(upright))
+    first = views.vertical(up_direction(upright))
     torch.testing.assert_close(first, torch.tensor([0.0, -1.0, 0.0]))
-    second = Trainer._vertical(fake, up_direction(leaning))
+    second = views.vertical(up_direction(leaning))
     blend = 0.75 * first + 0.25 * up_direction(leaning)
     torch.testing.assert_close(second, blend / blend.norm())
-    torch.testing.assert_close(fake.up_run, second)
+    torch.testing.assert_close(views.up_run, second)
 
 
 def test_r1_penalty_is_the_squared_gradient_norm_at_the_reals(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib.config import ConfigError, bf16_enabled, cpu_has_bf16, make_config
+from lib.config import ConfigError, bf16_enabled, cpu_has_bf16, make_config, profile_name
 from lib.runs import Run, RunError
 
 
@@ -205,7 +205,7 @@ def test_ours_trains_each_restart_and_predicts_with_what_agrees(tmp_path):
         assert ensure_model(profile, "ours", progress=False, spare_restarts=0) == folders[1]
         assert not kept.exists() and Run(folders[0]).chosen() == folders[1]
     finally:
-        shutil.rmtree(REPO / "runs" / "restarttest", ignore_errors=True)
+        shutil.rmtree(REPO / "runs" / profile_name(params), ignore_errors=True)
 
 
 def test_a_training_that_agrees_with_no_other_is_replaced_by_a_spare(tmp_path, monkeypatch):
@@ -252,7 +252,7 @@ def test_a_training_that_agrees_with_no_other_is_replaced_by_a_spare(tmp_path, m
         assert restart_seeds(profile, "ours", 1) == [1, 101, 201, 301, 401]
         assert restart_choice(profile, "ours", 1)["spares"] == 2
     finally:
-        shutil.rmtree(REPO / "runs" / "sparetest", ignore_errors=True)
+        shutil.rmtree(REPO / "runs" / profile_name(params), ignore_errors=True)
 
 
 def test_a_fresh_training_forgets_an_earlier_choice_of_restart(tmp_path):

@@ -12,7 +12,7 @@ import yaml
 from lib.camera import Rig
 from lib.camera import project as project_px
 from lib.config import DEFAULTS, REPO, ConfigError, load_params, make_config, parse_overrides
-from lib.geometry import project
+from lib.geometry import project, random_flip_pair
 from lib.losses import projection_loss
 from lib.runs import RunError, is_finished, load_run, read_history
 from lib.train import Trainer, main
@@ -156,6 +156,20 @@ def test_resume_without_checkpoint_is_an_error(tmp_path):
     with pytest.raises(RunError, match="checkpoint.pt: no checkpoint to resume from"):
         tr.fit(resume=True)
     assert not (tmp_path / "run" / "history.jsonl").exists()
+
+
+@pytest.mark.parametrize(("keys", "message"), [
+    ({"train_size": 1}, "train_size 1: 1 training pose, and BatchNorm cannot train on a batch "
+                        "of one; use train_size 2 or more"),
+    ({"batch_size": 1, "mode": "supervised"}, "batch_size 1: BatchNorm cannot train on a batch "
+                                               "of one pose; use batch_size 2 or more"),
+])
+def test_batches_of_one_pose_are_refused_in_one_line(tmp_path, keys, message):
+    """BatchNorm cannot train on one pose: a clear error instead of torch's traceback."""
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        Trainer({**TINY, **keys}, tmp_path / "run", train=TRAIN, val=VAL)
+    assert len(Trainer({**TINY, "train_size": 2}, tmp_path / "two", train=TRAIN,
+                       val=VAL).fit()) == 2  # two poses: one batch of two per epoch
 
 
 def test_a_run_in_the_way_is_never_replaced_without_force(tmp_path):
@@ -377,7 +391,7 @@ def test_cuda_epoch_never_waits_for_the_host(tmp_path, mode):
         for _ in range(3):
             x, y = tr.x[idx], tr.y[idx]
             if mode == "supervised":
-                x, y = tr._flip_pair(x, y)
+                x, y = random_flip_pair(x, y, tr.cfg["flip_p"], tr.gen)
             tr.step(x, y, beta)
     finally:
         torch.cuda.set_sync_debug_mode("default")
