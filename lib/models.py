@@ -63,8 +63,10 @@ class Dropout(nn.Dropout):
         n = x.numel()
         bits = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64,
                              device=x.device).view(torch.int16)[:n].view(x.shape)
-        keep = bits >= round(self.p * 65536) - 32768
-        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        # keep = bits >= t as 1.0 or 0.0, written without a bool tensor (whose comparison and
+        # conversion took 3x longer): bits - (t - 1) is >= 1 where kept and <= 0 elsewhere
+        keep = bits.to(x.dtype).sub_(round(self.p * 65536) - 32769).clamp_(0.0, 1.0)
+        return x * keep.mul_(1.0 / (1.0 - self.p))
 
 
 class _Mish(torch.autograd.Function):
@@ -81,14 +83,15 @@ class _Mish(torch.autograd.Function):
         e = x.clamp(max=20.0).exp_()  # above 20, t is 1 in every float format
         n = (e + 2).mul_(e)
         w = n + 2
-        ctx.save_for_backward(x, e, w)
+        if ctx.needs_input_grad[0]:  # the derivative now, so that only it is kept, not x, e, w
+            d = (e + 1).mul_(e).mul_(x).mul_(4).div_(w)
+            ctx.save_for_backward(d.add_(w).sub_(2).div_(w))
         return n.div_(w).mul_(x)
 
     @staticmethod
     def backward(ctx, grad):
-        x, e, w = ctx.saved_tensors
-        d = (e + 1).mul_(e).mul_(x).mul_(4).div_(w)
-        return d.add_(w).sub_(2).div_(w).mul_(grad)
+        (d,) = ctx.saved_tensors
+        return d * grad
 
 
 class Mish(nn.Mish):

@@ -59,7 +59,8 @@ def overlay_3d(ax, gt, pred, elev: float = 10, azim: float = -70):
     return ax
 
 
-# what the history's columns are called in a legend (lib.train.Trainer.stats and lib.evaluate.validation)
+# what the history's columns are called in a legend (lib.train.Trainer.stats and
+# lib.evaluate.validation)
 CURVE_NAMES = {
     "loss": "total lifter loss", "proj": "reprojection loss", "kld": "KL divergence",
     "adv": "lifter's adversarial loss", "d_loss": "discriminator loss",

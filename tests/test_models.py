@@ -156,6 +156,23 @@ def test_dropout_keeps_a_fraction_1_minus_p_and_scales_it():
     assert abs(torch.corrcoef(rows.float().T)[0, 1:4]).max() < 0.1
 
 
+def test_dropout_mask_is_the_comparison_it_replaces_bit_for_bit():
+    from lib.models import Dropout
+
+    x = torch.randn(300, 257, requires_grad=True)
+    for p in (0.2, 0.5):
+        torch.manual_seed(1)
+        out = Dropout(p).train()(x)
+        torch.manual_seed(1)  # the earlier form: a bool comparison, converted
+        n = x.numel()
+        bits = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,),
+                             dtype=torch.int64).view(torch.int16)[:n].view(x.shape)
+        keep = (bits >= round(p * 65536) - 32768).to(x.dtype).mul_(1.0 / (1.0 - p))
+        assert torch.equal(out, x * keep)
+        grad, = torch.autograd.grad(out.sum(), x)
+        assert torch.equal(grad, keep)
+
+
 def test_mish_matches_torch_mish_and_its_gradient_in_every_float_format():
     from lib.models import _Mish
 
