@@ -19,7 +19,15 @@ import time
 from pathlib import Path
 
 from . import zoo
-from .config import REPO, ConfigError, is_builtin, load_params, make_config
+from .config import (
+    REPO,
+    ConfigError,
+    cpu_has_bf16,
+    cpu_model,
+    is_builtin,
+    load_params,
+    make_config,
+)
 from .experiment import RESTART_STRIDE, params_path, profile_arg, profile_name, restart_seeds
 from .pool import default_workers, elapsed, train_all
 from .runs import FORCE_ENV, RunError
@@ -191,9 +199,20 @@ def build(args) -> None:
             for shot in screenshots(BUILD / "html", Path(args.screenshots)):
                 print(f"screenshot: {shot}")
     timings["total"] = round(time.time() - t0, 1)
+    timings["minutes"] = round(timings["total"] / 60, 1)
+    timings["host"] = host()
+    print(f"[book {name}] built in {timings['minutes']} min on {timings['host']['cpu']} "
+          f"({timings['host']['cores']} cores, bfloat16 {timings['host']['bf16']})", flush=True)
     suffix = "-partial" if args.only else ""  # keep the full build's timings
     (BUILD / f"timings-{name}{suffix}.json").write_text(json.dumps(timings, indent=1))
     print(json.dumps(timings))
+
+
+def host() -> dict:
+    """The machine a build was timed on: CPU model, cores this process may use, and whether
+    ``bf16: auto`` trains in bfloat16 here (the CPU computes it natively)."""
+    return {"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)),
+            "bf16": "native" if cpu_has_bf16() else "not native (float32)"}
 
 
 def dedupe_inline_scripts(html: Path) -> int:

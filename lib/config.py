@@ -342,6 +342,19 @@ def cpu_has_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's name where it cannot be read),
+    so that a measured time says which host it was measured on."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+    return next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
+                 if ln.startswith("model name")), "unknown")
+
+
 def parse_overrides(items: list[str]) -> dict:
     """``key=value`` strings -> dict, values parsed as YAML (numbers, booleans, null)."""
     out = {}

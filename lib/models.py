@@ -125,7 +125,7 @@ class ResBlock(nn.Module):
         return x + self.net(x)
 
 
-class Body(nn.Module):
+class ResidualStack(nn.Module):
     """The shared trunk: a stem ``layer`` (in_dim -> width) and ``blocks`` residual blocks."""
 
     def __init__(self, in_dim: int, width: int, blocks: int, act: type[nn.Module], bn: bool,
@@ -152,8 +152,8 @@ class Encoder(nn.Module):
     def __init__(self, in_dim: int = 32, width: int = 1024, latent: int = 51, blocks: int = 1,
                  dropout: float = 0.2, variational: bool = True):
         super().__init__()
-        self.body = Body(in_dim, width, blocks, Mish, bn=True, dropout=dropout,
-                         res_bias=False)
+        self.body = ResidualStack(in_dim, width, blocks, Mish, bn=True, dropout=dropout,
+                                  res_bias=False)
         self.mu = nn.Linear(width, latent)
         self.logvar = nn.Linear(width, latent) if variational else None
 
@@ -172,8 +172,8 @@ class Decoder(nn.Module):
     def __init__(self, latent: int = 51, width: int = 1024, out_dim: int = 48, blocks: int = 1,
                  dropout: float = 0.2, out_scale: float = 1.3):
         super().__init__()
-        self.body = Body(latent, width, blocks, Mish, bn=True, dropout=dropout,
-                         res_bias=False)
+        self.body = ResidualStack(latent, width, blocks, Mish, bn=True, dropout=dropout,
+                                  res_bias=False)
         self.out = nn.Linear(width, out_dim)
         self.out_scale = out_scale
 
@@ -211,8 +211,8 @@ class Discriminator(nn.Module):
             raise ValueError(f"discriminator features must be 'pose' or 'kcs', got {features!r}")
         self.features = features
         extra = 136 if features == "kcs" else 0
-        self.body = Body(in_dim + extra, width, blocks, nn.LeakyReLU, bn=False, dropout=dropout,
-                         res_bias=True, stem_dropout=False)
+        self.body = ResidualStack(in_dim + extra, width, blocks, nn.LeakyReLU, bn=False,
+                                  dropout=dropout, res_bias=True, stem_dropout=False)
         self.out = nn.Linear(width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -326,8 +326,8 @@ class SupervisedLifter(nn.Module):
     def __init__(self, in_dim: int = 32, width: int = 1024, out_dim: int = 48, blocks: int = 2,
                  dropout: float = 0.5):
         super().__init__()
-        self.body = Body(in_dim, width, blocks, nn.ReLU, bn=True, dropout=dropout,
-                         res_bias=True)
+        self.body = ResidualStack(in_dim, width, blocks, nn.ReLU, bn=True, dropout=dropout,
+                                  res_bias=True)
         self.out = nn.Linear(width, out_dim)
 
     def forward(self, x2d: torch.Tensor, sample: bool = False,

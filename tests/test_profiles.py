@@ -1,4 +1,4 @@
-"""Which runs a parameter file may use and replace (issue 33): a file outside params/ files
+"""Which runs a parameter file may use and replace: a file outside params/ files
 its runs under a name no built-in profile has, and the build replaces a finished run of
 another parameter file, or of another configuration, only with --force."""
 

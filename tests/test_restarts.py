@@ -85,6 +85,12 @@ def test_bf16_auto_follows_the_cpu_flags(tmp_path, monkeypatch):
     without.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512bw\n")
     assert cpu_has_bf16(with_bf16) and not cpu_has_bf16(without)
     assert not cpu_has_bf16(tmp_path / "missing")  # unreadable: float32
+    from lib.config import cpu_model
+
+    named = tmp_path / "named"
+    named.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu\n")
+    assert cpu_model(named) == "AMD EPYC 9R14"  # what a build's timings name
+    assert cpu_model(without) == "unknown" and cpu_model(tmp_path / "missing")
     cpu = torch.device("cpu")
     assert bf16_enabled(True, cpu) and not bf16_enabled(False, cpu)
     for native in (True, False):  # auto: the CPU's own answer, whatever this machine has
