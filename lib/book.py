@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from . import zoo
+from .browser import missing_figures
 from .config import (
     REPO,
     ConfigError,
@@ -69,6 +70,40 @@ def stderr_outputs(notebook: Path) -> list[str]:
                 text = "".join(out["text"]) if isinstance(out["text"], list) else out["text"]
                 found.append(f"{Path(notebook).name}, cell {i}: {text.strip()[:300]}")
     return found
+
+
+def fold(nb: dict) -> dict:
+    """Tag an executed notebook's cells for the page: the parameter cells (the notebook's and
+    papermill's injected one) and cells that show nothing removed, the code of a cell that
+    only writes prose removed, every other cell's code folded under a "show code" toggle;
+    a cell tagged ``show-input`` in the source (short code that teaches) stays as it is."""
+    for cell in nb["cells"]:
+        if cell.get("cell_type") != "code":
+            continue
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "show-input" in tags or {"remove-cell", "remove-input", "hide-input"} & set(tags):
+            continue
+        outs = cell.get("outputs", [])
+        if {"parameters", "injected-parameters"} & set(tags) or not outs:
+            tags.append("remove-cell")
+        elif all(o.get("output_type") in ("display_data", "execute_result")
+                 and set(o.get("data", {})) <= {"text/markdown", "text/plain"}
+                 and "text/markdown" in o.get("data", {}) for o in outs):
+            tags.append("remove-input")
+        else:
+            tags.append("hide-input")
+    return nb
+
+
+def finish(notebook: Path) -> None:
+    """Check an executed chapter's figures and fold its code for the page (:func:`fold`);
+    a cell that plots without a picture stops the build, naming it."""
+    nb = json.loads(Path(notebook).read_text())
+    missing = missing_figures(nb)
+    if missing:
+        sys.exit(f"error: {Path(notebook).name}: a cell that plots shows no figure (it "
+                 f"would be missing from the page):\n" + "\n".join(missing))
+    Path(notebook).write_text(json.dumps(fold(nb), indent=1, ensure_ascii=False) + "\n")
 
 
 MATHJAX = "mathjax@3.2.2"  # typesets the formulas; served from the book itself (offline)
@@ -182,6 +217,7 @@ def build(args) -> None:
         if noise:
             sys.exit("error: a chapter wrote to stderr (it would show in the page):\n"
                      + "\n".join(noise))
+        finish(done)
     if not args.no_html:
         stage(staged)
         from subprocess import run

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from contextlib import contextmanager
@@ -43,8 +44,69 @@ _PROBE = """() => {
                                      .map(i => i.getAttribute('src'));
   return {maths: document.querySelectorAll('.math.notranslate.nohighlight').length,
           typeset: document.querySelectorAll('mjx-container').length,
-          broken_images: broken, cut_tables: cut};
+          broken_images: broken, cut_tables: cut,
+          figures: document.querySelectorAll('article div.cell_output img').length,
+          height: document.documentElement.scrollHeight,
+          first_table_fits: (() => {
+            const t = document.querySelector('article div.cell_output table');
+            return t ? t.offsetWidth <= t.closest('div.cell_output').clientWidth + 1 : null;
+          })(),
+          text: document.querySelector('article').innerText};
 }"""
+
+
+# what a reader should never read on a page: a negative zero, a machine's absolute path, a
+# split by its key instead of its name (lib.report.SPLIT_NAMES)
+_TEXT = {"a negative zero": re.compile(r"(?<![\w.])-0(?:\.0+)?(?![\d.])"),
+         "an absolute path": re.compile(r"(?<![\w~.])/(?:tmp|home|work|root|usr|var|Users)/\S+"),
+         "a split's key": re.compile(r"\btest_unseen_\w+|\btest_split\b")}
+
+
+def text_problems(text: str) -> list[str]:
+    """What a page's visible text should not hold (:data:`_TEXT`), each with its context."""
+    found = []
+    for what, pattern in _TEXT.items():
+        for m in pattern.finditer(text):
+            found.append(f"{what}: ...{text[max(0, m.start() - 40):m.end() + 20]!s}...")
+    return found
+
+
+# a cell that calls one of these means to draw a figure (lib.plots' helpers draw on axes)
+PLOTTING = re.compile(r"\b(?:plt\.(?:subplots|figure|plot|imshow|hist|scatter|bar)"
+                      r"|\.add_subplot|\.imshow|skeleton_[23]d|overlay_3d|curves"
+                      r"|histogram_over_epochs|headline_figure)\s*\(")
+IMAGES = ("image/png", "image/svg+xml", "image/jpeg")
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def draws(cell: dict) -> bool:
+    """Whether a code cell calls a plotting function (comments aside)."""
+    code = "\n".join(line.split("#", 1)[0] for line in _source(cell).splitlines())
+    return cell.get("cell_type") == "code" and bool(PLOTTING.search(code))
+
+
+def images(cell: dict) -> int:
+    """The pictures among a cell's outputs."""
+    return sum(any(k in out.get("data", {}) for k in IMAGES) for out in cell.get("outputs", []))
+
+
+def missing_figures(nb: dict) -> list[str]:
+    """The cells of an executed notebook that call a plotting function and show no picture
+    (a figure that never reached the page), each as "cell k: its first line"."""
+    return [f"cell {i}: {_source(c).strip().splitlines()[0][:80]}"
+            for i, c in enumerate(nb["cells"]) if draws(c) and not images(c)]
+
+
+def figures(nb: dict) -> int:
+    """The pictures a page made from the executed notebook ``nb`` shows (cells removed
+    from the page aside)."""
+    return sum(images(c) for c in nb["cells"]
+               if "remove-cell" not in c.get("metadata", {}).get("tags", [])
+               and "remove-output" not in c.get("metadata", {}).get("tags", []))
 
 
 def chromium() -> str:
@@ -68,10 +130,12 @@ def browser():
             b.close()
 
 
-def check_page(b, page: Path, screenshot: Path | None = None) -> dict:
-    """Load ``page`` offline at a 1280-px window; returns ``{"maths", "typeset",
-    "broken_images", "cut_tables", "console_errors"}`` (and saves a full-page screenshot)."""
-    ctx = b.new_context(viewport={"width": WIDTH, "height": 900})
+def check_page(b, page: Path, screenshot: Path | None = None, width: int = WIDTH) -> dict:
+    """Load ``page`` offline at a ``width``-px window; returns ``{"maths", "typeset",
+    "broken_images", "cut_tables", "console_errors", "figures" (pictures in cell outputs),
+    "height" (px), "text" (what the article shows), "text_problems"}`` (and saves a
+    full-page screenshot)."""
+    ctx = b.new_context(viewport={"width": width, "height": 900})
     ctx.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
               else route.abort())
     tab = ctx.new_page()
@@ -83,6 +147,7 @@ def check_page(b, page: Path, screenshot: Path | None = None) -> dict:
     tab.evaluate("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
     found = tab.evaluate(_PROBE)
     found["console_errors"] = errors
+    found["text_problems"] = text_problems(found["text"])
     if screenshot is not None:
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         tab.screenshot(path=str(screenshot), full_page=True)
@@ -90,19 +155,26 @@ def check_page(b, page: Path, screenshot: Path | None = None) -> dict:
     return found
 
 
+def expected_figures(page: Path) -> int | None:
+    """The pictures the executed notebook of a built page holds (``_build/executed/`` beside
+    ``_build/html/``), or None for a page made from Markdown."""
+    nb = Path(page).parents[2] / "executed" / "book" / f"{Path(page).stem}.ipynb"
+    return figures(json.loads(nb.read_text())) if nb.is_file() else None
+
+
 def pages(html: Path) -> list[Path]:
     """The chapter pages (index.html only redirects to the first)."""
     return sorted((Path(html) / "book").glob("*.html"))
 
 
-def screenshots(html: Path, out: Path) -> list[Path]:
-    """A full-page screenshot of every page at a reader's 1280-px window, for a person to
-    look at the figures and tables; returns the files."""
+def screenshots(html: Path, out: Path, width: int = WIDTH) -> list[Path]:
+    """A full-page screenshot of every page at a reader's ``width``-px window (1280), for a
+    person to look at the figures and tables; returns the files."""
     shots = []
     with browser() as b:
         for page in pages(html):
             shot = (Path(out) / f"{page.stem}.png").resolve()
-            check_page(b, page, shot)
+            check_page(b, page, shot, width)
             shots.append(shot)
     return shots
 
@@ -112,6 +184,8 @@ def main(argv=None) -> None:
     p.add_argument("html", type=Path, help="the built book (_build/html)")
     p.add_argument("--screenshots", type=Path, metavar="DIR",
                    help="save a full-page screenshot of every page to DIR")
+    p.add_argument("--width", type=int, default=WIDTH,
+                   help=f"the window's width in px (default {WIDTH}; 390 for a phone)")
     args = p.parse_args(argv)
     if not (args.html / "index.html").is_file():
         sys.exit(f"error: {args.html}: no built book here (no index.html); build it with "
@@ -120,12 +194,18 @@ def main(argv=None) -> None:
     with browser() as b:
         for page in pages(args.html):
             shot = args.screenshots / f"{page.stem}.png" if args.screenshots else None
-            res = check_page(b, page, shot)
-            problems = {k: v for k, v in res.items() if v and k not in ("maths", "typeset")}
+            res = check_page(b, page, shot, args.width)
+            problems = {k: v for k, v in res.items()
+                        if v and k not in ("maths", "typeset", "figures", "height", "text",
+                                          "first_table_fits")}
             if res["typeset"] < res["maths"]:
                 problems["formulas"] = f"{res['typeset']} of {res['maths']} typeset"
+            want = expected_figures(page)
+            if want is not None and res["figures"] < want:
+                problems["figures"] = f"{res['figures']} of the notebook's {want} shown"
             bad += bool(problems)
-            print(f"{page.relative_to(args.html)}: "
+            print(f"{page.relative_to(args.html)}: {res['height']} px tall, "
+                  f"{res['figures']} figures: "
                   + (json.dumps(problems) if problems else "ok")
                   + (f" (screenshot {shot})" if shot else ""), flush=True)
     sys.exit(1 if bad else 0)

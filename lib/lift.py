@@ -341,11 +341,11 @@ def plot_result(path, keypoints_h36m: np.ndarray, result: LiftResult, fps: float
     """The 2D input beside the 3D result from the front and from the side: a picture of the
     first lifted frame (``.png``, ``.pdf``, ...) or an animation of all of them (``.gif``;
     ``.mp4`` where ffmpeg is installed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a figure of its own, drawn by Agg, without pyplot: switching pyplot's backend would
+    # stop a notebook that calls this from showing its own figures afterwards
     from matplotlib import animation
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     from .plots import skeleton_2d, skeleton_3d
 
@@ -353,7 +353,8 @@ def plot_result(path, keypoints_h36m: np.ndarray, result: LiftResult, fps: float
     animate = path.suffix.lower() in (".gif", ".mp4")
     if path.suffix.lower() == ".mp4" and not animation.writers.is_available("ffmpeg"):
         raise LiftError(f"{path}: an .mp4 needs ffmpeg, which is not installed; use .gif")
-    fig = plt.figure(figsize=(12, 4))
+    fig = Figure(figsize=(12, 4))
+    FigureCanvasAgg(fig)
     axes = [fig.add_subplot(1, 3, 1)] + [fig.add_subplot(1, 3, j, projection="3d")
                                          for j in (2, 3)]
 
@@ -381,7 +382,6 @@ def plot_result(path, keypoints_h36m: np.ndarray, result: LiftResult, fps: float
         writer = (animation.PillowWriter(fps=fps) if path.suffix.lower() == ".gif"
                   else animation.FFMpegWriter(fps=fps))
         anim.save(path, writer=writer, dpi=70)
-    plt.close(fig)
 
 
 def main(argv=None) -> None:

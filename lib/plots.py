@@ -108,6 +108,38 @@ def histogram_over_epochs(history: list[dict], ax=None, bins_mm: float = 5.0):
     return ax
 
 
+def headline_figure(study: dict, models, names: dict[str, str], references=("supervised",),
+                    ax=None):
+    """PA-MPJPE per test split of each of ``models`` (its seeds as dots, their mean ± std as
+    a bar), the flat baseline (dashed) and the ``references`` (dotted) as lines across each
+    split's group."""
+    from .report import split_name
+
+    ax = ax or plt.gca()
+    splits = study["splits"]
+    width = 0.8 / max(len(models), 1)
+    for k, m in enumerate(models):
+        xs = np.arange(len(splits)) + (k - (len(models) - 1) / 2) * width
+        means = [study["models"][m][s]["pa_mpjpe"]["mean"] for s in splits]
+        stds = [study["models"][m][s]["pa_mpjpe"]["std"] for s in splits]
+        bars = ax.bar(xs, means, width * 0.9, yerr=stds, capsize=4, label=names[m], alpha=0.8)
+        for x, s in zip(xs, splits, strict=True):
+            vals = study["models"][m][s]["pa_mpjpe"]["values"]
+            ax.plot([x] * len(vals), vals, "o", color="k", ms=3, zorder=3)
+        bars.set_label(names[m])
+    for i, s in enumerate(splits):
+        span = (i - 0.45, i + 0.45)
+        ax.plot(span, [study["baselines"]["flat"][s]["pa_mpjpe"]] * 2, "k--", lw=1.5,
+                label="flat (input 2D at constant depth)" if i == 0 else None)
+        for r in references:
+            ax.plot(span, [study["models"][r][s]["pa_mpjpe"]["mean"]] * 2, ":", color="0.3",
+                    lw=2, label=f"{names[r]} (3D labels)" if i == 0 else None)
+    ax.set_xticks(range(len(splits)), [split_name(s) for s in splits])
+    ax.set_ylabel("PA-MPJPE (mm), lower is better")
+    ax.legend(loc="lower right", fontsize=9)
+    return ax
+
+
 # The book's text column is about 700 px wide (7.3 in at 96 dpi); a wider figure is scaled
 # down to it, and its text with it.
 PAGE_WIDTH_IN = 7.3

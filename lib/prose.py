@@ -6,7 +6,7 @@ chapter measured and returns Markdown whose wording follows the numbers.
 
 from __future__ import annotations
 
-from .report import TARGET_MIRROR_GAP, TARGET_MIRRORED, split_name
+from .report import TARGET_MIRROR_GAP, TARGET_MIRRORED, cost, signed, split_name
 
 
 def diagnosis(splits: dict, depth_corr: dict, codes: dict, beta_corr: float, thesis: str,
@@ -44,7 +44,8 @@ def diagnosis(splits: dict, depth_corr: dict, codes: dict, beta_corr: float, the
                  f"({'higher' if oc > tc else 'not higher'} for ours).")
     m, s = codes["mean code"], codes["one sampled code"]
     lines.append(f"- Decoding one sampled latent code instead of the mean code gives "
-                 f"{s:.1f} mm instead of {m:.1f} mm ({100 * (s / m - 1):+.0f}%): training "
+                 f"{s:.1f} mm instead of {m:.1f} mm ({signed(100 * (s / m - 1), '%', 0)}): "
+                 f"training "
                  f"optimises the {'noisier' if s > m else 'no worse'} sampled decoder.")
     if beta_corr == beta_corr:  # not NaN
         lines.append(f"- Over the epochs, the KL weight and the depth correlation correlate at "
@@ -79,8 +80,8 @@ def best_hypothesis(curves: dict, k: int = 10) -> str:
         tail = ("Even the oracle's choice is no better than the single prediction: the "
                 "samples do not cover poses nearer the truth.")
     lines.append(f"- Across these models and splits the oracle's choice among {k} samples "
-                 f"changes the error by {-max(gains):+.0f} to {-min(gains):+.0f}% against the "
-                 f"single prediction. " + tail)
+                 f"changes the error by {signed(-max(gains), '%', 0)} to "
+                 f"{signed(-min(gains), '%', 0)} against the single prediction. " + tail)
     return "\n".join(lines)
 
 
@@ -96,11 +97,11 @@ def missing_joints(tab: dict, base: str, trained: str) -> str:
         name = split_name(split)
         lines.append(
             f"- {name}: with {hi} joints missing, {base} goes from {a[lo]:.1f} to {a[hi]:.1f} mm "
-            f"({100 * (a[hi] / a[lo] - 1):+.0f}%), {trained} from {b[lo]:.1f} to {b[hi]:.1f} mm "
-            f"({100 * (b[hi] / b[lo] - 1):+.0f}%). Training with missing joints "
+            f"({signed(100 * (a[hi] / a[lo] - 1), '%', 0)}), {trained} from {b[lo]:.1f} to "
+            f"{b[hi]:.1f} mm "
+            f"({signed(100 * (b[hi] / b[lo] - 1), '%', 0)}). Training with missing joints "
             f"{'lowers' if b[hi] < a[hi] else 'does not lower'} the error on such inputs "
-            f"({b[hi] - a[hi]:+.1f} mm) and {'costs' if b[lo] > a[lo] else 'saves'} "
-            f"{abs(b[lo] - a[lo]):.1f} mm on complete ones.")
+            f"({signed(b[hi] - a[hi])}) and {cost(b[lo] - a[lo])} on complete ones.")
     return "\n".join(lines)
 
 

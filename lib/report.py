@@ -42,6 +42,22 @@ def mean_std(entry: dict, digits: int = 1) -> str:
     return f"{entry['mean']:.{digits}f} ± {entry['std']:.{digits}f}"
 
 
+def signed(diff: float, unit: str = "mm", digits: int = 1) -> str:
+    """A difference with its sign ("+1.2 mm", "-0.4 mm"), or "no difference" where it rounds
+    to zero: never "-0.0"."""
+    if round(diff, digits) == 0:
+        return "no difference"
+    return f"{diff:+.{digits}f}{'' if unit == '%' else ' '}{unit}"
+
+
+def cost(diff: float, unit: str = "mm", digits: int = 1) -> str:
+    """What a change does to an error: "costs 1.2 mm", "saves 0.4 mm", or "costs nothing"
+    where the difference rounds to zero."""
+    if round(diff, digits) == 0:
+        return "costs nothing"
+    return f"{'costs' if diff > 0 else 'saves'} {abs(diff):.{digits}f} {unit}"
+
+
 def compare(model: dict, baseline: float, metric: str = "pa_mpjpe") -> tuple[float, str]:
     """(ratio of the model's mean error to the baseline's, "better" | "worse" | "as good")."""
     ratio = model[metric]["mean"] / baseline

@@ -162,6 +162,36 @@ def book_results(profile: str, seeds: int) -> dict:
     return res
 
 
+def headline(study: dict, models, names: dict[str, str]):
+    """The results chapter's first table: per model (its short name, ``names``), the
+    PA-MPJPE on every split as mean ± std over seeds with its ratio to the flat baseline's,
+    the seeds, the trainings per seed and the mean training minutes per seed; the flat
+    baseline last. One column per split, so that it fits a page's column."""
+    import pandas as pd
+
+    from .report import mean_std, split_name
+
+    rows = {}
+    for m in models:
+        row = {}
+        for split in study["splits"]:
+            e = study["models"][m][split]["pa_mpjpe"]
+            flat = study["baselines"]["flat"][split]["pa_mpjpe"]
+            row[split_name(split)] = f"{mean_std(e)} ({e['mean'] / flat:.2f})"
+        row["seeds"] = str(study["seeds_per_model"].get(m, len(study["seeds"])))
+        rec = study.get("restarts", {}).get(m) or [None]
+        row["trainings per seed"] = ("1" if rec[0] is None else
+                                     "–".join(sorted({str(len(r["runs"])) for r in rec if r})))
+        secs = study.get("train_seconds", {}).get(m)
+        row["training (min)"] = f"{sum(secs) / len(secs) / 60:.1f}" if secs else "–"
+        rows[names[m]] = row
+    rows["flat (input 2D at constant depth)"] = {
+        split_name(s): f"{study['baselines']['flat'][s]['pa_mpjpe']:.1f} (1.00)"
+        for s in study["splits"]} | {"seeds": "–", "trainings per seed": "–",
+                                    "training (min)": "–"}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def results_path(profile: str) -> Path:
     return BUILD_DIR / f"results-{profile_name(profile)}.json"
 

@@ -45,7 +45,8 @@ class Model:
     most seeds it gets there; ``evaluates``: the model whose runs it evaluates (no training
     of its own); ``own_checks``: such a model's 2D-only checks are its own (another run
     folder than its model's); ``both_axes``: its realism test also turns about the camera's
-    vertical; ``lever``: for an ablation row, what its parent adds to it."""
+    vertical; ``lever``: for an ablation row, what its parent adds to it; ``short``: its name
+    in a compact table or a sentence ("ours", "thesis VAE-GAN"; the label when empty)."""
 
     name: str
     label: str
@@ -57,18 +58,25 @@ class Model:
     own_checks: bool = False
     both_axes: bool = False
     lever: str = ""
+    short: str = ""
 
 
 TABLE = (
-    Model("vae_gan", "VAE-GAN (thesis)", "baseline", seeds="all"),
-    Model("vae", "VAE, no discriminator", "baseline", {"mode": "vae"}),
-    Model("det_gan", "Deterministic lifter + discriminator", "baseline", {"mode": "det_gan"}),
+    Model("vae_gan", "VAE-GAN (thesis)", "baseline", seeds="all",
+          short="thesis VAE-GAN"),
+    Model("vae", "VAE, no discriminator", "baseline", {"mode": "vae"},
+          short="VAE"),
+    Model("det_gan", "Deterministic lifter + discriminator", "baseline", {"mode": "det_gan"},
+          short="deterministic GAN"),
     Model("supervised", "Supervised lifter (3D labels)", "baseline", {"mode": "supervised"},
-          seeds="all"),
+          seeds="all",
+          short="supervised"),
     Model("vae_gan_pmiss", "VAE-GAN trained with missing joints", "baseline",
-          {"p_miss": 0.5}),
+          {"p_miss": 0.5},
+          short="VAE-GAN, missing joints"),
     Model("vae_gan_mirror", "VAE-GAN + knee-hinge prior (mirror-aware)", "baseline",
-          {"lambda_hinge": 1.0}),
+          {"lambda_hinge": 1.0},
+          short="VAE-GAN + knee hinge"),
     Model("ours", "Ours (depth lifter + cycle + knee hinge + noise on both + other bodies + "
                   "world vertical + 2D-test epoch + test-time flip + agreeing restarts "
                   "averaged, with spares)", "main",
@@ -76,40 +84,50 @@ TABLE = (
            "lr_schedule": "cosine", "orient": True, "lambda_hinge": 1.0, "noise_on": "both",
            "body_augment": 0.5, "flip_test": True, "view_axis": "up", "up_warmup": 2,
            "select_epochs": 6, "restarts": 3, "spare_restarts": 2},
-          seeds="all", both_axes=True),
+          seeds="all", both_axes=True,
+          short="ours"),
     # the ablation of ours, one lever at a time, each row its parent without one lever
     Model("ours_one", "Ours from one training per seed (no restarts averaged)", "ablation",
           {"restarts": 1}, parent="ours", seeds="all", evaluates="ours", own_checks=True,
           both_axes=True,
           lever="three trainings per seed and a spare for one that agrees with no other, "
-                "averaged where they agree (then ours)"),
+                "averaged where they agree (then ours)",
+          short="ours, one training"),
     Model("ours_last", "Ours from one training, its last epoch's weights (no 2D-test choice)",
           "ablation", {"use_selection": False}, parent="ours_one", seeds="all",
           evaluates="ours",
-          lever="the 2D test's choice of an epoch among the last six, on ours' first trainings"),
+          lever="the 2D test's choice of an epoch among the last six, on ours' first trainings",
+          short="ours, last epoch"),
     Model("ours_noflip", "Ours without the test-time flip", "ablation", {"flip_test": False},
           parent="ours", seeds="all", evaluates="ours",
-          lever="the test-time flip, on ours' own runs"),
+          lever="the test-time flip, on ours' own runs",
+          short="ours, no flip"),
     Model("ours_nowarm", "Ours from one training, without the upright start (world vertical "
                          "from the first epoch)", "ablation", {"up_warmup": 0},
           parent="ours_one",
           lever="then turning them about the camera's vertical for the first two epochs "
-                "(the upright start)"),
+                "(the upright start)",
+          short="ours, no upright start"),
     Model("ours_camera", "Ours without the world vertical (views about the camera's)",
           "ablation", {"view_axis": "camera"}, parent="ours_nowarm", both_axes=True,
-          lever="then turning the novel views about the world's vertical"),
+          lever="then turning the novel views about the world's vertical",
+          short="ours, camera's vertical"),
     Model("ours_noise", "Ours without the world vertical or other bodies", "ablation",
-          {"body_augment": 0.0}, parent="ours_camera", lever="then adding the other bodies"),
+          {"body_augment": 0.0}, parent="ours_camera", lever="then adding the other bodies",
+          short="ours, no other bodies"),
     Model("ours_hinge", "Ours without the world vertical, other bodies or noise on novel "
                         "views", "ablation", {"noise_on": "real"}, parent="ours_noise",
-          lever="then adding the instance noise to the novel views"),
+          lever="then adding the instance noise to the novel views",
+          short="ours, no view noise"),
     Model("ours_base", "Ours without the world vertical, other bodies, noise on novel views "
                        "or knee hinge", "ablation", {"lambda_hinge": 0.0},
-          parent="ours_hinge", lever="adding the knee-hinge prior"),
+          parent="ours_hinge", lever="adding the knee-hinge prior",
+          short="ours, no knee hinge"),
     # ours before it chose an epoch: the configuration the later levers were tried on
     Model("ours_lastepoch", "Ours from one training, without the upright start, its last "
                             "epoch trained alone", "base", {"select_epochs": 0},
-          parent="ours_nowarm"),
+          parent="ours_nowarm",
+          short="ours, last epoch alone"),
     # Levers tried and not kept, because the 2D-only realism test (lib.study) did not score
     # them better than the ours they were added to (by more than its critic-seed noise);
     # not part of the book (method chapter), a study trains them, e.g.
@@ -212,6 +230,16 @@ def one_training(model: str) -> str | None:
 
 def labels(models=None) -> dict[str, str]:
     return {m: get(m).label for m in (models if models is not None else MODELS)}
+
+
+def shorts(models=None) -> dict[str, str]:
+    """Model -> its short name (:attr:`Model.short`, else its label)."""
+    return {m: get(m).short or get(m).label for m in (models if models is not None else MODELS)}
+
+
+def legend(models) -> str:
+    """A Markdown list: each model's short name and what it is (its label)."""
+    return "\n".join(f"- **{get(m).short or get(m).label}**: {get(m).label}" for m in models)
 
 
 def seed_plan(seeds: int) -> dict[str, int]:

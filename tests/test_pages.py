@@ -59,3 +59,37 @@ def test_the_probe_catches_a_cut_table_a_broken_image_and_raw_latex(chromium, tm
     assert res["broken_images"] == ["missing.png"]
     assert res["maths"] == 1 and res["typeset"] == 0
     assert any("boom" in e for e in res["console_errors"])
+
+
+@pytest.mark.parametrize("page", _pages(), ids=lambda p: p.stem)
+def test_page_reads_as_prose(chromium, page):
+    """No negative zero, no machine's path, no split by its key in what a reader sees, and
+    every picture the chapter's notebook made is on the page."""
+    from lib.browser import check_page, expected_figures
+
+    res = check_page(chromium, page)
+    assert not res["text_problems"], f"{page.name}: {res['text_problems']}"
+    want = expected_figures(page)
+    assert want is None or res["figures"] >= want, \
+        f"{page.name}: {res['figures']} of the notebook's {want} figures shown"
+
+
+def test_results_page_is_short_and_its_headline_fits(chromium):
+    from lib.browser import check_page
+
+    page = next(p for p in _pages() if p.stem == "results")
+    res = check_page(chromium, page)
+    assert res["height"] < 8000, f"results page {res['height']} px tall at 1280 px"
+    assert res["first_table_fits"], "the results chapter's first table scrolls at 1280 px"
+
+
+def test_the_text_check_catches_what_a_reader_trips_on():
+    from lib.browser import text_problems
+
+    assert text_problems("ours costs 12.5 mm on unseen styles, 0.0 mm, -0.5 and 10.0 mm; "
+                         "dataset-0, a -0.05 mm change") == []
+    assert len(text_problems("a -0% change, -0.00 mm")) == 2
+    found = text_problems('costs -0.0 mm; {"run": "/tmp/x/runs/default/ours-kept"} on '
+                          "test_unseen_styles")
+    assert [f.split(":")[0] for f in found] == ["a negative zero", "an absolute path",
+                                                "a split's key"]

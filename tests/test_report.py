@@ -153,7 +153,7 @@ def test_best_hypothesis_states_the_oracle_gain_and_the_one_sample_cost():
     # an oracle that does worse than the mean code (made up) is said so, not hidden
     assert "78.0 mm, 4% above the mean-code prediction" in text
     assert "one random sample errs by 70.0 mm, no worse than the mean code" in text
-    assert "changes the error by -20 to +4% against the single prediction" in text
+    assert "changes the error by -20% to +4% against the single prediction" in text
     assert "The samples do cover poses nearer the truth" in text
     worse = {("s", "m"): {1: 80.0, 10: 78.0, "mean code": 75.0}}  # the oracle never helps
     assert "Even the oracle's choice is no better" in best_hypothesis(worse, k=10)
@@ -316,3 +316,26 @@ def test_tilts_tabulate_each_training_and_name_those_tilted_away():
         "Trainings whose lifted world leaned away from the camera by more than 20 degrees over "
         "their first epoch: 1 of 2 (a); in their last epoch: 2 of 2 (a; b).")
     assert "first epoch: 0 of 2;" in tilted_away(rows, by=50)
+
+
+def test_signed_differences_read_as_a_person_would_write_them():
+    from lib.report import cost, signed
+
+    assert signed(1.24) == "+1.2 mm"
+    assert signed(-0.44) == "-0.4 mm"
+    assert signed(-0.04) == signed(0.0) == "no difference"
+    assert cost(-0.04) == cost(0.03) == "costs nothing"
+    assert cost(2.06) == "costs 2.1 mm"
+    assert cost(-3.0, "points") == "saves 3.0 points"
+    assert "-0.0" not in cost(-0.01) + signed(-0.01)
+    assert signed(-0.4, "%", 0) == "no difference" and signed(12.0, "%", 0) == "+12%"
+
+
+def test_missing_joints_prose_never_says_minus_zero():
+    from lib.prose import missing_joints
+
+    tab = {("test_unseen_styles", "a"): {0: 50.0, 2: 60.0},
+           ("test_unseen_styles", "b"): {0: 50.02, 2: 59.98}}
+    text = missing_joints(tab, "a", "b")
+    assert "-0" not in text and "costs nothing on complete ones" in text
+    assert "(no difference)" in text and "(+20%)" in text
