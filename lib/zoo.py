@@ -228,6 +228,12 @@ def one_training(model: str) -> str | None:
                  if get(v).parent == model and get(v).overrides == {"restarts": 1}), None)
 
 
+def headline_models() -> list[str]:
+    """The results chapter's headline rows: the seed models, each followed by its first
+    training alone where it trains several (ours at the compute of one training)."""
+    return [m for s in seed_models() for m in (s, one_training(s)) if m]
+
+
 def labels(models=None) -> dict[str, str]:
     return {m: get(m).label for m in (models if models is not None else MODELS)}
 

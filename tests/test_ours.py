@@ -454,6 +454,8 @@ def test_a_variant_evaluates_its_models_runs_and_is_no_training_job():
     d = model_config("quick", "ours_one")
     assert {k for k in a if a[k] != d[k]} == {"restarts"} and d["restarts"] == 1
     assert zoo.one_training("ours") == "ours_one" and zoo.one_training("vae_gan") is None
+    # the headline compares at equal compute too: ours' first training alone beside ours
+    assert zoo.headline_models() == ["ours", "ours_one", "vae_gan", "supervised"]
 
 
 def test_levers_tried_and_not_kept_train_on_request_but_not_in_the_book():
