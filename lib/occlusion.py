@@ -2,7 +2,7 @@
 costs in 3D error, and how many frames it lifts.
 
     python -m lib.occlusion --run runs/default/ours [--split test_unseen_styles ...]
-                            [--missing 1,2] [--size N] [--seed 0]
+                            [--missing 1,2] [--size N] [--seed 0] [--allow-unfinished]
 
 On each test split, ``n`` random distinct limb joints of every frame (knees, ankles, elbows,
 wrists; fixed seed) get confidence 0 and the frames go through ``PoseLifter.lift`` from
@@ -26,6 +26,7 @@ from .geometry import C, center
 from .infill import normalise
 from .lift import PoseLifter
 from .metrics import pa_mpjpe
+from .runs import Run
 from .skeleton import LIMB_JOINTS
 from .splits import subset
 
@@ -83,10 +84,14 @@ def main(argv=None) -> None:
     p.add_argument("--size", type=int, default=None, help="a random subset of each split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--allow-unfinished", action="store_true",
+                   help="measure a run still training (its last checkpoint)")
     args = p.parse_args(argv)
-    lifter = PoseLifter.from_run(args.run, args.device)
+    lifter = PoseLifter.from_run(args.run, args.device, args.allow_unfinished)
     counts = tuple(int(c) for c in args.missing.split(","))
-    res = {"run": lifter.source, "seed": args.seed, "size": args.size, "splits": {}}
+    res = {"run": lifter.source, "seed": args.seed, "size": args.size, "splits": {},
+           "finished": Run(lifter.source).finished(),
+           "epochs_in_history": len(Run(lifter.source).history()), "epochs": lifter.cfg["epochs"]}
     for split in args.split or D.test_splits(lifter.cfg):
         s = subset(D.load(lifter.cfg, split), args.size, args.seed)
         res["splits"][split] = measure(lifter, s, counts, args.seed)
