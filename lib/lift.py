@@ -17,6 +17,8 @@ its own 2D head-to-pelvis length, so the pixel scale, image size and resolution 
 matter. Frames without a usable person (all joints missing, NaN or all zero; a joint
 beyond 1e6 px; a pose without extent, its head-to-pelvis length zero) are skipped and
 reported in ``result.skipped``; they are not errors. A lifted pose is always finite.
+Missing (low-confidence) joints outside the scale chain, up to four, are in-filled from the
+visible ones (:mod:`lib.infill`) unless the model was trained with missing joints.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch
 
 from .config import pick_device
 from .geometry import C, Normalizer, apply_mask, chain_length
+from .infill import MAX_INFILLED, infill_or_reason
 from .models import predict
 from .runs import Run, RunError
 from .skeleton import JOINTS, SCALE_CHAIN
@@ -99,12 +102,13 @@ def coco_to_h36m(kp: np.ndarray) -> np.ndarray:
 class LiftResult:
     """poses: (M, 17, 3) root-relative 3D of the M frames kept; frames: (M,) their indices
     in the input; std: (M, 17) spread of k hypotheses per joint (k > 1), else None;
-    skipped: {frame index: reason}."""
+    skipped: {frame index: reason}; inferred: (M, 17) True where a joint was missing."""
 
     poses: np.ndarray
     frames: np.ndarray
     std: np.ndarray | None = None
     skipped: dict = field(default_factory=dict)
+    inferred: np.ndarray | None = None
 
 
 class PoseLifter:
@@ -113,6 +117,7 @@ class PoseLifter:
     def __init__(self, net: torch.nn.Module, norm, cfg: dict, source: str = "model"):
         self.net, self.norm, self.cfg, self.source = net, norm, cfg, source
         self.device = next(net.parameters()).device
+        self.infill = None  # the run's lib.infill model once needed, or why there is none
 
     @classmethod
     def from_run(cls, path, device: str = "auto", allow_unfinished: bool = False) -> PoseLifter:
@@ -154,9 +159,10 @@ class PoseLifter:
         """Lift (N, 17, 2) pixel keypoints (or (N, 17, 3) with a confidence per joint).
 
         Joints whose confidence is below ``threshold`` are missing: a model trained with
-        missing joints lifts the pose without them, any other model skips that frame
-        (reported in ``skipped``). ``image_size`` (w, h), if given, only checks that the
-        keypoints lie in the image. ``k > 1`` samples k hypotheses (variational models) and
+        missing joints lifts the pose without them; for any other model up to 4 outside the
+        scale chain are in-filled (:mod:`lib.infill`), more skip the frame (``skipped``);
+        ``inferred`` marks them. ``image_size`` (w, h), if given, checks that the keypoints
+        lie in the image. ``k > 1`` samples k hypotheses (variational models) and
         returns their mean and per-joint spread. ``where`` names the input in messages.
         """
         kp = np.asarray(keypoints, dtype=np.float64)
@@ -193,13 +199,17 @@ class PoseLifter:
                 keep.append(i)
         keep = np.asarray(keep, dtype=int)
         if len(keep) == 0:
-            return LiftResult(np.zeros((0, 17, 3)), keep, None, skipped)
+            return LiftResult(np.zeros((0, 17, 3)), keep, None, skipped, np.zeros((0, 17), bool))
         # a missing joint at the root: zero in network space, before the mask zeroes it too
         xy = np.where(visible[keep, :, None], xy[keep], xy[keep, :1])
         # each pose by its own head-to-pelvis length: any camera, any resolution
         x = torch.as_tensor(Normalizer("pose", C).pose2d(xy), device=self.device)
-        mask = torch.as_tensor(visible[keep, 1:], dtype=torch.float32, device=self.device)
-        x = apply_mask(x, mask)
+        if self.handles_missing_joints:
+            mask = torch.as_tensor(visible[keep, 1:], dtype=torch.float32, device=self.device)
+            x = apply_mask(x, mask)
+        elif not visible[keep].all():  # in-filled from the visible joints (lib.infill)
+            x = torch.as_tensor(self.infill.fill(x.cpu().numpy(), visible[keep, 1:]),
+                                dtype=torch.float32, device=self.device)
         with torch.no_grad():
             if k == 1 or not getattr(self.net, "variational", False):
                 poses = predict(self.net, self.norm, x)  # with the run's test-time flip
@@ -217,8 +227,8 @@ class PoseLifter:
         for i in keep[~finite]:
             skipped[int(i)] = "the lifted pose is not finite"
         skipped = dict(sorted(skipped.items()))
-        return LiftResult(poses[finite], keep[finite],
-                          None if std is None else std[finite], skipped)
+        return LiftResult(poses[finite], keep[finite], None if std is None else std[finite],
+                          skipped, ~visible[keep[finite]])
 
     def _unusable(self, xy: np.ndarray, visible: np.ndarray) -> str | None:
         """Why a frame's (17, 2) pixels, ``visible`` where seen, cannot be lifted; None if
@@ -231,8 +241,12 @@ class PoseLifter:
         if needed:
             return f"missing {', '.join(JOINTS[j] for j in needed)}: needed for the pose's scale"
         if miss and not self.handles_missing_joints:
-            return (f"missing {', '.join(JOINTS[j] for j in miss)}; this model was not trained "
-                    f"with missing joints (train with p_miss > 0)")
+            if len(miss) <= MAX_INFILLED and self.infill is None:
+                self.infill = infill_or_reason(self.source, self.cfg)
+            if len(miss) > MAX_INFILLED or isinstance(self.infill, str):
+                why = (f"cannot in-fill them: {self.infill}" if len(miss) <= MAX_INFILLED else
+                       f"more than {MAX_INFILLED} joints to in-fill (model without p_miss)")
+                return f"missing {', '.join(JOINTS[j] for j in miss)}: {why}"
         far = [j for j in range(17) if visible[j] and np.abs(xy[j]).max() > MAX_PX]
         if far:
             j = far[0]
@@ -411,7 +425,8 @@ def main(argv=None) -> None:
         print(f"{args.input}: frame {i} skipped: {why}", file=sys.stderr)
     if len(res.frames) == 0:
         sys.exit(f"error: {args.input}: no frame could be lifted (see above)")
-    out = {"poses3d": res.poses.astype(np.float32), "frames": res.frames}
+    out = {"poses3d": res.poses.astype(np.float32), "frames": res.frames,
+           "inferred": res.inferred}
     if res.std is not None:
         out["std"] = res.std.astype(np.float32)
     try:
@@ -426,7 +441,8 @@ def main(argv=None) -> None:
         except LiftError as e:
             sys.exit(f"error: {e}")
     print(json.dumps({"run": lifter.source, "input": args.input, "frames": len(kp),
-                      "lifted": len(res.frames), "skipped": len(res.skipped), "out": args.out,
+                      "lifted": len(res.frames), "skipped": len(res.skipped),
+                      "inferred": int(res.inferred.any(1).sum()), "out": args.out,
                       "units": "mm of the training body, root-relative, camera axes"}))
 
 

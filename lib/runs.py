@@ -28,6 +28,7 @@ import yaml
 from . import choose
 from .config import DEFAULTS, RUNTIME_KEYS, make_config, pick_device
 from .geometry import Normalizer
+from .infill import INFILL_FILE
 from .splits import atomic_write
 
 SELECT_CRITIC_SEED = 1  # the realism-test critic that chooses (the book reports seed 0's)
@@ -200,7 +201,8 @@ class Run:
         resumed, selected from or reported under its configuration."""
         made = [self.history_path, self.checkpoint, self.done_path, self.sign_path,
                 self.selected_path, *self.path.glob("candidates/epoch-*.pt"),
-                *self.path.glob("*.json")]  # selection, restarts, evaluations, realism
+                *self.path.glob("*.json"),  # selection, restarts, evaluations, realism
+                self.path / INFILL_FILE]  # lib.infill's model of the training 2D
         return sorted({p for p in made if p.is_file()})
 
     def load(self, device: str = "auto", flip_test: bool | None = None,

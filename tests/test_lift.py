@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from test_train import TINY, TRAIN, VAL
 
+from lib import infill
+from lib.infill import INFILL_FILE, fit_run, normalise
 from lib.lift import COCO17, LiftError, PoseLifter, coco_to_h36m, main, read_keypoints
 from lib.train import Trainer
 from lib.zoo import overrides
@@ -22,6 +24,7 @@ OURS = overrides("ours_one")  # one training of ours
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("lift") / "ours"
     Trainer({**TINY, **OURS, "epochs": 1}, out, train=TRAIN, val=VAL).fit()
+    fit_run(normalise(TRAIN["pose2d"])).save(out / INFILL_FILE)  # its 2D in-filling model
     return out
 
 
@@ -78,9 +81,52 @@ def test_lift_coco_and_skips_frames_without_a_person(run):
     occluded[COCO17.index("l_wrist"), 2] = 0.1  # below the threshold: missing
     kp = np.stack([person, np.zeros((17, 3)), np.full((17, 3), np.nan), occluded])
     res = lifter.lift(kp, fmt="coco17")
-    assert res.frames.tolist() == [0] and res.poses.shape == (1, 17, 3)
+    assert res.frames.tolist() == [0, 3] and res.poses.shape == (2, 17, 3)
+    assert sorted(res.skipped) == [1, 2]
     assert "no person" in res.skipped[1] and "no person" in res.skipped[2]
-    assert "l_wrist" in res.skipped[3] and "p_miss" in res.skipped[3]
+    # the occluded wrist: in-filled in 2D from the visible joints, lifted, marked inferred
+    assert np.isfinite(res.poses).all()
+    assert res.inferred.shape == (2, 17) and not res.inferred[0].any()
+    assert np.flatnonzero(res.inferred[1]).tolist() == [13]  # l_wrist
+    assert np.abs(res.poses[1] - res.poses[0]).max() > 0
+
+
+def test_missing_scale_chain_or_five_limb_joints_are_skipped_with_reasons(run):
+    lifter = PoseLifter.from_run(run, device="cpu")
+    person = coco_to_h36m(coco_person()[None])[0]
+    four, five, thorax = person.copy(), person.copy(), person.copy()
+    four[[2, 3, 12, 13], 2] = 0.0  # r_knee, r_ankle, l_elbow, l_wrist
+    five[[2, 3, 5, 12, 13], 2] = 0.0  # and l_knee
+    thorax[[8, 13], 2] = 0.0
+    res = lifter.lift(np.stack([person, four, five, thorax]))
+    assert res.frames.tolist() == [0, 1] and np.isfinite(res.poses).all()
+    assert np.flatnonzero(res.inferred[1]).tolist() == [2, 3, 12, 13]
+    assert res.skipped[2] == ("missing r_knee, r_ankle, l_knee, l_elbow, l_wrist: more than 4 "
+                              "joints to in-fill (model without p_miss)")
+    assert res.skipped[3] == "missing thorax: needed for the pose's scale"
+
+
+def test_without_infill_file_or_data_occluded_frames_are_skipped_by_name(run, tmp_path,
+                                                                         monkeypatch):
+    import shutil
+
+    from lib.splits import DataError
+
+    bare = tmp_path / "ours"
+    shutil.copytree(run, bare)
+    (bare / INFILL_FILE).unlink()
+
+    def no_data(cfg, split):
+        raise DataError("Bandai-Namco data not found; looked at /nowhere")
+
+    monkeypatch.setattr(infill, "load", no_data)
+    person = coco_to_h36m(coco_person()[None])[0]
+    wrist = person.copy()
+    wrist[16, 2] = 0.0
+    res = PoseLifter.from_run(bare, device="cpu").lift(np.stack([person, wrist]))
+    assert res.frames.tolist() == [0]  # a complete frame needs no in-filling
+    assert res.skipped[1].startswith(f"missing r_wrist: cannot in-fill them: no {INFILL_FILE} "
+                                     f"in {bare} and its training 2D is not here")
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -150,8 +196,17 @@ def test_cli_writes_poses_and_a_picture(run, tmp_path, capsys):
           "--device", "cpu"])
     with np.load(tmp_path / "out.npz") as f:
         assert f["poses3d"].shape == (3, 17, 3) and f["frames"].tolist() == [0, 1, 2]
+        assert f["inferred"].shape == (3, 17) and not f["inferred"].any()
     assert (tmp_path / "out.png").stat().st_size > 1000
     assert json.loads(capsys.readouterr().out)["lifted"] == 3
+    kp[1, 15, 2] = 0.1  # an occluded r_elbow: in-filled, counted, marked
+    np.savez(tmp_path / "in.npz", keypoints=kp)
+    main(["--run", str(run), "--input", str(tmp_path / "in.npz"), "--format", "h36m17",
+          "--out", str(tmp_path / "out.npz"), "--device", "cpu"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["lifted"] == 3 and summary["inferred"] == 1
+    with np.load(tmp_path / "out.npz") as f:
+        assert np.argwhere(f["inferred"]).tolist() == [[1, 15]]
     main(["--run", str(run), "--input", str(tmp_path / "in.npz"), "--format", "h36m17",
           "--out", str(tmp_path / "out.npz"), "--plot", str(tmp_path / "seq.gif"),
           "--device", "cpu"])
