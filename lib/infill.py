@@ -134,8 +134,8 @@ def hide_limbs(n: int, rng: np.random.Generator, counts=(1, 2, 3, 4)) -> np.ndar
     limbs = np.asarray(LIMB_JOINTS) - 1
     hidden = rng.integers(min(counts), max(counts) + 1, n)
     order = np.argsort(rng.random((n, len(limbs))), axis=1)
-    for i in range(n):
-        vis[i, limbs[order[i, :hidden[i]]]] = False
+    hide = np.arange(len(limbs))[None] < hidden[:, None]  # the first hidden[i] of row i's order
+    vis[np.arange(n)[:, None], limbs[order]] = ~hide
     return vis
 
 

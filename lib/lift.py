@@ -365,8 +365,7 @@ def plot_result(path, keypoints_h36m: np.ndarray, result: LiftResult, fps: float
 
     path = Path(path)
     animate = path.suffix.lower() in (".gif", ".mp4")
-    if path.suffix.lower() == ".mp4" and not animation.writers.is_available("ffmpeg"):
-        raise LiftError(f"{path}: an .mp4 needs ffmpeg, which is not installed; use .gif")
+    check_output(path, PLOT_TYPES, "--plot")  # the command checks it before lifting
     fig = Figure(figsize=(12, 4))
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(1, 3, 1)] + [fig.add_subplot(1, 3, j, projection="3d")

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from . import data as D
-from .geometry import C, center
-from .infill import normalise
+from .geometry import center
+from .infill import infill_error, normalise
 from .lift import PoseLifter
 from .metrics import pa_mpjpe
 from .runs import Run
@@ -66,11 +66,7 @@ def measure(lifter: PoseLifter, split: dict, counts=(1, 2), seed: int = 0) -> di
                  "clean_mm": ref, "infilled_mm": float(err[both].mean()),
                  "ratio": float(err[both].mean() / ref)}
         if n and not lifter.handles_missing_joints and not isinstance(lifter.infill, str):
-            x = normalise(xy)
-            vis = conf[:, 1:] > 0
-            filled = lifter.infill.fill(x, vis)
-            d = np.linalg.norm((filled - x).reshape(len(x), 16, 2), axis=-1) * C  # head-pelvis
-            entry["infill_2d_err"] = float(d[~vis].mean())
+            entry["infill_2d_err"] = infill_error(lifter.infill, normalise(xy), conf[:, 1:] > 0)
         entry["skipped_reasons"] = sorted({why.split(":")[0] for why in res.skipped.values()})
         out[str(n)] = entry
     return out

@@ -245,7 +245,7 @@ def shorts(models=None) -> dict[str, str]:
 
 def legend(models) -> str:
     """A Markdown list: each model's short name and what it is (its label)."""
-    return "\n".join(f"- **{get(m).short or get(m).label}**: {get(m).label}" for m in models)
+    return "\n".join(f"- **{short}**: {get(m).label}" for m, short in shorts(models).items())
 
 
 def seed_plan(seeds: int) -> dict[str, int]:
