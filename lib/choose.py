@@ -47,3 +47,45 @@ def restarts(pairs, flat, critic_accuracy) -> list[int]:
     (:func:`agreeing`), else the one whose chosen weights the realism test scores lowest
     (the first on a tie)."""
     return agreeing(pairs, flat) or [critic_accuracy.index(min(critic_accuracy))]
+
+
+# The lever study's rules (lib.study --levers), written down before its runs: a lever of
+# ours is kept only where the 2D evidence needs it. A row is ours without one lever (or
+# without several); each piece of evidence is per seed.
+KNEE_MARGIN = 1.0  # percentage points of training poses with a knee bent backwards
+
+
+def lever_kept(ours: dict, without: dict) -> tuple[bool, list[str]]:
+    """Whether ours needs a lever, from 2D evidence alone: (kept, the reasons it is kept).
+    ``ours`` and ``without`` (ours without the lever) hold, per seed, ``critic`` (the realism
+    test's critic accuracy about the world's vertical, %, lower is more plausible) and
+    ``knees`` (% of training 2D poses lifted with a knee bent backwards); ``without`` may
+    hold ``lone`` (per seed, how many trainings agreed with no other: :func:`agreeing`, for
+    the lever that trains several times and averages) and ``spare_needed`` (per seed, True
+    where fewer than two of the first trainings agree, so only a spare made a group). The
+    lever is kept when, without it:
+
+    1. the critic tells the novel views from real ones more often by more than the test's
+       own noise (the larger of the two rows' standard deviations over seeds);
+    2. more than :data:`KNEE_MARGIN` points more knees bend backwards (mean over seeds);
+    3. some training agreed with no other (one training would have shipped it unseen);
+    4. a seed needed a spare to have two trainings that agree.
+    """
+    from statistics import mean, stdev
+
+    def sd(v):
+        return stdev(v) if len(v) > 1 else 0.0
+
+    reasons = []
+    gap, noise = mean(without["critic"]) - mean(ours["critic"]), max(
+        sd(ours["critic"]), sd(without["critic"]))
+    if gap > noise:
+        reasons.append(f"critic accuracy {gap:+.1f} points, more than its noise {noise:.1f}")
+    knees = mean(without["knees"]) - mean(ours["knees"])
+    if knees > KNEE_MARGIN:
+        reasons.append(f"{knees:+.1f} points of knees bent backwards")
+    if sum(without.get("lone", [])):
+        reasons.append(f"{sum(without['lone'])} training(s) agreed with no other")
+    if any(without.get("spare_needed", [])):
+        reasons.append("a seed needed a spare for two trainings to agree")
+    return bool(reasons), reasons

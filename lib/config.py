@@ -91,6 +91,10 @@ DEFAULTS = {
     # with view_axis "up": the first this many epochs' novel views turn about the camera's
     # vertical instead, so that the lifted world starts upright before it sets its own axis
     "up_warmup": 0,
+    # with view_axis "up" and up_warmup > 0: the vertical is the mean of the batches'
+    # estimates over the upright start's last epoch, held fixed from then on (false: each
+    # batch's own estimate, which the lifter's own output moves)
+    "up_freeze": False,
     # mirror-aware prior (the mirror fix): weight of the anatomical hinge loss, 0 = the thesis
     "lambda_hinge": 0.0,
     # levers of the unsupervised lifter "ours"; the defaults are the thesis's
@@ -207,6 +211,10 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
     if cfg["restarts"] > 1 and not cfg["select_epochs"]:
         raise ConfigError("restarts > 1 needs select_epochs >= 1: the 2D-only realism test "
                           "that chooses among the restarts scores the weights they kept")
+    if cfg["up_freeze"] and (cfg["view_axis"] != "up" or cfg["up_warmup"] < 1
+                             or cfg["up_momentum"] > 0):
+        raise ConfigError("up_freeze holds the vertical found in the upright start: it needs "
+                          "view_axis 'up', up_warmup >= 1 and up_momentum 0")
     if not 0 <= cfg["up_momentum"] < 1:
         raise ConfigError(f"up_momentum must lie in [0, 1), got {cfg['up_momentum']!r}")
     if not 0 <= cfg["ema"] < 1:

@@ -101,7 +101,8 @@ def evaluate_run(run, split: str, ks=(1, 5, 10, 20, 50), missing=(0, 1, 2),
 
 
 def realism_test(run, n: int = 20000, steps: int = 800, seed: int = 0,
-                 device: str = "auto", train: dict | None = None, axis: str = "up") -> dict:
+                 device: str = "auto", train: dict | None = None, axis: str = "up",
+                 selected: bool = True) -> dict:
     """A 2D-only quality score of a trained lifter: can a fresh critic tell its novel views
     from real 2D poses? (a classifier two-sample test; no 3D ground truth involved).
 
@@ -116,9 +117,10 @@ def realism_test(run, n: int = 20000, steps: int = 800, seed: int = 0,
     lifted poses themselves (``geometry.up_direction``), or ``"camera"``, the camera's
     vertical, the test's first version: a view from behind then comes from below, since the
     rig's cameras look down, a tell that true 3D has too (:func:`critic_test` on true 3D
-    scores it worse than a trained lifter).
+    scores it worse than a trained lifter). ``selected``: the weights the 2D test chose
+    among the epochs (where it did), else the last epoch's.
     """
-    lifter, norm, cfg = load_run(run, device)
+    lifter, norm, cfg = load_run(run, device, selected=selected)
     train = train if train is not None else D.load(cfg, "train")
     return lifter_realism(lifter, norm, train, n, steps, seed, axis)
 

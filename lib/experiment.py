@@ -256,14 +256,17 @@ def evaluations(profile: str, models=None, splits=None) -> dict:
             for split in splits or test_splits(profile)}
 
 
-def realism(run: Path, axis: str = "up") -> float:
+def realism(run: Path, axis: str = "up", selected: bool = True) -> float:
     """The 2D-only realism test's critic accuracy (%) of a run (``lib.evaluate.realism_test``
     with novel views about ``axis``), cached beside it in ``realism-up.json`` (the world's
-    vertical) or ``realism.json`` (the camera's, the test's first version)."""
+    vertical) or ``realism.json`` (the camera's, the test's first version); ``-last`` for
+    the last epoch's weights where the run chose among epochs and ``selected`` is false."""
     from .evaluate import realism_test
 
-    name = "realism.json" if axis == "camera" else f"realism-{axis}.json"
-    return Run(run).cached(name, lambda: realism_test(run, axis=axis))["critic_accuracy"]
+    name = "realism" if axis == "camera" else f"realism-{axis}"
+    last = "-last" if not selected and Run(run).selected_path.is_file() else ""
+    return Run(run).cached(f"{name}{last}.json", lambda: realism_test(
+        run, axis=axis, selected=selected))["critic_accuracy"]
 
 
 def realism_checks(profile: str, model: str, seed: int = 0) -> dict:
@@ -271,9 +274,10 @@ def realism_checks(profile: str, model: str, seed: int = 0) -> dict:
     world's vertical for a depth-only lifter, and about the camera's too for the rows
     with ``both_axes``."""
     run = ensure_model(profile, model, seed)
-    axes = (("up",) if model_config(profile, model)["depth_only"] else ()) + (
+    cfg = model_config(profile, model)
+    axes = (("up",) if cfg["depth_only"] else ()) + (
         ("camera",) if zoo.get(model).both_axes else ())
-    return {axis: realism(run, axis) for axis in axes}
+    return {axis: realism(run, axis, cfg["use_selection"]) for axis in axes}
 
 
 def prepare(profile: str, model: str, seed: int = 0) -> None:

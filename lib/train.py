@@ -155,7 +155,7 @@ class Trainer:
         # ranks) and, as its tilt towards the camera, a logged statistic
         up_batch = up_direction(pose3d.detach(),
                                 dist.mean_over_ranks if c["view_axis"] == "up" else None)
-        up = self.views.vertical(up_batch)
+        up = self.views.vertical(up_batch, self.epoch)
         need_views = self.disc is not None or c["lambda_cycle"] > 0
         novel, rot = self.views(pose3d, self.epoch, up) if need_views else (None, None)
         if self.disc is not None and c["noise_on"] == "both":  # instance noise on fakes too
