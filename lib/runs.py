@@ -316,21 +316,22 @@ class Run:
         atomic_write(self.sign_path, lambda f: f.write(f"{sign:g}\n".encode()))
         return sign
 
-    def backward_knees(self, train: dict, n: int = 20000) -> float:
+    def backward_knees(self, train: dict, n: int = 20000, selected: bool = True) -> float:
         """Percentage of ``n`` training 2D poses whose lifted 3D (as the run predicts it,
         depth sign included) bends its more bent knee backwards: an anatomical check of a
         lifter that reads no 3D ground truth. A lifter that mirrors some poses in depth and
-        not others shows it here."""
-        return 100 * self._backward_knees(train, n)[0]
+        not others shows it here. ``selected``: as :meth:`load`."""
+        return 100 * self._backward_knees(train, n, selected=selected)[0]
 
-    def _backward_knees(self, train: dict, n: int, signs=(None,)) -> list[float]:
+    def _backward_knees(self, train: dict, n: int, signs=(None,),
+                        selected: bool = True) -> list[float]:
         """Backward-knee rates of ``n`` training 2D poses, one per depth sign (None: the
         run's own), from one load of the lifter."""
         from .models import lift_all
         from .priors import backward_knee_rate
         from .splits import subset
 
-        lifter, norm, _ = self.load("cpu")
+        lifter, norm, _ = self.load("cpu", selected=selected)
         x = torch.as_tensor(norm.pose2d(subset(train, n, seed=0)["pose2d"]))
         rates = []
         for sign in signs:

@@ -120,7 +120,8 @@ def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool 
                 continue
             if train is None:
                 train = D.load(model_config(profile, model), "train")
-            knees.append(Run(ensure_model(profile, model, seed)).backward_knees(train))
+            knees.append(Run(ensure_model(profile, model, seed)).backward_knees(
+                train, selected=model_config(profile, model)["use_selection"]))
             scores = realism_checks(profile, model, seed)
             if "up" in scores:
                 critic.append(scores["up"])
@@ -218,6 +219,105 @@ def select(profile: str, candidates=tuple(zoo.CANDIDATES), budget=SELECT_BUDGET)
     return out
 
 
+# ---- the lever study of ours: which of its doubtful levers the 2D evidence needs ---------
+
+# (lever, ours with it, ours without it): each row removes one lever, the last all four
+LEVERS = (
+    ("three trainings per seed, averaged where they agree", "ours", "ours_one"),
+    ("spare trainings for a training that agrees with no other", "ours", "no spares"),
+    ("the 2D test's choice of an epoch (else the last epoch's averaged weights)",
+     "ours_one", "ours_last"),
+    ("a vertical estimated on every batch (else the upright start's, held fixed)", "ours",
+     "ours_frozen"),
+    ("all four", "ours", "ours_simple"),
+)
+
+
+def lone(record: dict) -> int:
+    """How many of a restart record's trainings agreed with no other."""
+    p, f = record["pairs"], record["flat"]
+    return sum(all(p[i][j] >= min(f[i], f[j]) for j in range(len(f)) if j != i)
+               for i in range(len(f)))
+
+
+def without_spares(profile: str, model: str, seed: int) -> tuple[Path, bool]:
+    """(the folder that predicts as ``model`` would without spare trainings, whether a spare
+    was needed for two of its first trainings to agree): the choice of
+    :func:`lib.choose.restarts` among the first ``restarts`` trainings of its record,
+    averaged in ``<run>-kept-nospare`` where that differs from the model's own."""
+    from . import choose
+    from .experiment import kept_dir
+
+    chosen, record = ensure_model(profile, model, seed), restart_choice(profile, model, seed)
+    k = model_config(profile, model)["restarts"]
+    if record is None or len(record["runs"]) <= k:
+        return chosen, False
+    group = choose.restarts([r[:k] for r in record["pairs"][:k]], record["flat"][:k],
+                            record["critic_accuracy"][:k])
+    members = [chosen.parent / record["runs"][i] for i in group]
+    if len(members) == 1:
+        return members[0], True
+    kept = kept_dir(profile, model, seed)
+    folder = kept.with_name(kept.name + "-nospare")
+    Run(folder).set_members(members)
+    return folder, False
+
+
+def levers(profile: str, seeds: int = 3) -> dict:
+    """The lever study: each row of :data:`LEVERS` over ``seeds`` seeds, its 2D evidence
+    (critic accuracy about the world's vertical, backward knees, lone trainings, spares
+    needed), the verdict of :func:`lib.choose.lever_kept`, and its 3D (reported, never
+    read by the verdict), with trainings per seed and training minutes."""
+    from . import choose
+    from .evaluate import evaluate_run
+    from .experiment import eval_cache_name, realism
+
+    models = sorted({m for _, a, b in LEVERS for m in (a, b) if m != "no spares"})
+    study = run_study(profile, models, seeds)
+    train = D.load(model_config(profile, "ours"), "train")
+    rows = {m: {"critic": [], "knees": []} for m in models}
+    for m in models:
+        cfg = model_config(profile, m)
+        for seed in range(seeds):
+            run = ensure_model(profile, m, seed)
+            rows[m]["critic"].append(realism(run, "up", cfg["use_selection"]))
+            rows[m]["knees"].append(Run(run).backward_knees(train,
+                                                           selected=cfg["use_selection"]))
+    for m in ("ours_one", "ours_simple"):  # one training: the restarts' records say more
+        recs = [restart_choice(profile, zoo.trained(m), s) for s in range(seeds)]
+        rows[m]["lone"] = [lone(r) for r in recs]
+        rows[m]["spare_needed"] = [without_spares(profile, zoo.trained(m), s)[1]
+                                   for s in range(seeds)]
+    cfg = model_config(profile, "ours")
+    nospare = {"critic": [], "knees": [], "spare_needed": [], "pa_mpjpe": {}}
+    for seed in range(seeds):
+        folder, needed = without_spares(profile, "ours", seed)
+        nospare["critic"].append(realism(folder, "up"))
+        nospare["knees"].append(Run(folder).backward_knees(train))
+        nospare["spare_needed"].append(needed)
+        for split in study["splits"]:
+            res = Run(folder).cached(eval_cache_name(cfg, split), lambda: evaluate_run(
+                folder, split, ks=(), missing=(), flip_test=True, selected=True))
+            nospare["pa_mpjpe"].setdefault(split, []).append(res["pa_mpjpe"])
+    rows["no spares"] = nospare
+    out = {"profile": profile, "seeds": seeds, "splits": study["splits"], "rows": []}
+    for lever, with_, without in LEVERS:
+        kept, reasons = choose.lever_kept(rows[with_], rows[without])
+        err = ({s: aggregate(v) for s, v in nospare["pa_mpjpe"].items()} if without ==
+               "no spares" else {s: study["models"][without][s]["pa_mpjpe"]
+                                 for s in study["splits"]})
+        out["rows"].append({"lever": lever, "with": with_, "without": without,
+                            "kept": kept, "reasons": reasons,
+                            "evidence": {"with": rows[with_], "without": {
+                                k: v for k, v in rows[without].items() if k != "pa_mpjpe"}},
+                            "pa_mpjpe": err})
+    out["models"] = {m: {s: study["models"][m][s]["pa_mpjpe"] for s in study["splits"]}
+                     for m in models}
+    out["train_seconds"] = study["train_seconds"]
+    out["baselines"] = {s: study["baselines"]["flat"][s]["pa_mpjpe"] for s in study["splits"]}
+    return out
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lib.study", description=__doc__.split("\n")[0])
     p.add_argument("--params", default="default", help="profile name or params/<name>.yaml")
@@ -226,6 +326,9 @@ def main(argv=None) -> None:
                         f"chapter's seed models and ablation)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (default 3)")
     p.add_argument("--out", help="JSON file (default _build/study-<profile>.json)")
+    p.add_argument("--levers", action="store_true",
+                   help="instead: the lever study of ours (which levers the 2D evidence "
+                        "needs), written to _build/levers-<profile>.json")
     p.add_argument("--select", action="store_true",
                    help="instead: rank lib.zoo.CANDIDATES by the 2D-only realism test")
     p.add_argument("--force", action="store_true",
@@ -246,6 +349,17 @@ def main(argv=None) -> None:
         out = Path(args.out) if args.out else BUILD_DIR / f"select-{profile_name(profile)}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=1))
+        return
+    if args.levers:
+        res = levers(profile, args.seeds)
+        for r in res["rows"]:
+            err = " | ".join(f"{v['mean']:.1f}±{v['std']:.1f}" for v in r["pa_mpjpe"].values())
+            print(f"{'KEEP' if r['kept'] else 'drop'}  {r['lever']}: {'; '.join(r['reasons'])}"
+                  f"\n      without it: PA-MPJPE {err}")
+        out = Path(args.out) if args.out else BUILD_DIR / f"levers-{profile_name(profile)}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+        print(f"wrote {out}")
         return
     try:
         res = run_study(profile, args.models, args.seeds)
