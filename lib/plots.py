@@ -140,6 +140,33 @@ def headline_figure(study: dict, models, names: dict[str, str], references=("sup
     return ax
 
 
+def detector_figure(protocol: dict, models, names: dict[str, str], axes):
+    """One panel per test split (``axes``): PA-MPJPE against the 2D noise (% of the pose's
+    height) of each of ``models`` (mean over seeds, the spread as a band) and of the flat
+    baseline on the same input (dashed); hollow markers at 2% with one limb joint missing
+    too."""
+    from .report import split_name
+
+    levels = [(k, v[0]) for k, v in protocol["perturbations"].items() if v[1] == 0]
+    xs = [100 * share for _, share in levels]
+    for ax, split in zip(axes, protocol["flat"], strict=True):
+        for m in models:
+            err = protocol["models"][m][split]
+            mean = np.array([err[k]["mean"] for k, _ in levels])
+            std = np.array([err[k]["std"] for k, _ in levels])
+            line, = ax.plot(xs, mean, "o-", label=names[m])
+            ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            ax.plot([2], [err["noise2+miss1"]["mean"]], "o", mfc="none", ms=8,
+                    color=line.get_color())
+        ax.plot(xs, [protocol["flat"][split][k] for k, _ in levels], "k--", label="flat")
+        ax.set_title(split_name(split))
+        ax.set_xlabel("2D noise (% of height)")
+        ax.set_xticks(xs)
+    axes[0].set_ylabel("PA-MPJPE (mm)")
+    axes[0].legend(fontsize=9)
+    return axes
+
+
 # The book's text column is about 700 px wide (7.3 in at 96 dpi); a wider figure is scaled
 # down to it, and its text with it.
 PAGE_WIDTH_IN = 7.3

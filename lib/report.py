@@ -401,3 +401,4 @@ def table(rows: dict, metrics=METRICS, splits=None, digits: int = 1):
     data = {label: {(split, name): res[split].get(key) for split in splits if split in res
                     for key, name in metrics.items()} for label, res in rows.items()}
     return pd.DataFrame.from_dict(data, orient="index").round(digits)
+

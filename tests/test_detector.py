@@ -1,0 +1,69 @@
+"""The detector-like protocol (lib.occlusion): the pose's height by hand, perturbations that
+are fixed, of the asked size and only on limb joints, the flat baseline as the book's on
+clean input, and its sentences against hand-made numbers."""
+
+import numpy as np
+import pytest
+import torch
+
+from lib import occlusion as O
+from lib.evaluate import trivial_baselines
+from lib.infill import Infill
+from lib.skeleton import LIMB_JOINTS
+
+
+def poses(n=500, seed=0):
+    rng = np.random.default_rng(seed)
+    xy = rng.normal(size=(n, 17, 2)) * 20 + 300
+    xy[:, 10] = [300, 100]  # head
+    xy[:, 3] = [280, 500]  # right ankle: the lower one, 400 px below the head
+    xy[:, 6] = [320, 480]
+    xy[:, 0] = [300, 300]  # pelvis
+    return xy
+
+
+def test_the_height_is_head_to_the_lower_ankle():
+    xy = poses(3)
+    assert O.pose_height(xy) == pytest.approx([np.hypot(20, 400)] * 3)
+    xy[1, 6] = [330, 520]  # now the left ankle is the lower one
+    assert O.pose_height(xy)[1] == pytest.approx(np.hypot(30, 420))
+
+
+def test_perturbations_are_fixed_of_their_size_and_hide_limb_joints_only():
+    xy = poses(4000)
+    for name, (share, hidden) in O.PERTURBATIONS.items():
+        a, b = O.detector_input(xy, name), O.detector_input(xy, name)
+        np.testing.assert_array_equal(a, b)  # the same input every build
+        noise = a[..., :2] - xy
+        assert noise.std() == pytest.approx(share * np.hypot(20, 400), rel=0.02, abs=1e-12)
+        missing = a[..., 2] == 0
+        assert (missing.sum(1) == hidden).all()
+        assert not missing[:, [j for j in range(17) if j not in LIMB_JOINTS]].any()
+    assert not np.array_equal(O.detector_input(xy, "noise1")[..., :2] / 0.01 - xy / 0.01,
+                              O.detector_input(xy, "noise2")[..., :2] / 0.02 - xy / 0.02)
+
+
+def test_flat_on_clean_input_is_the_book_s_flat_baseline():
+    rng = np.random.default_rng(1)
+    n = 300
+    pose3d = rng.normal(size=(n, 17, 3)) * 200
+    pose3d[..., 2] += 4000
+    split = {"pose3d": pose3d, "pose2d": pose3d[..., :2] / pose3d[..., 2:] * 1000 + 500,
+             "action": np.zeros(n, int), "action_names": np.array(["a"])}
+    model = Infill(np.zeros(32), np.ones(32), np.eye(32), 32)  # unused on clean input
+    got = O.flat_errors(model, split)["clean"]
+    want = trivial_baselines(split, split)["flat"]["pa_mpjpe"]
+    assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_the_sentences_follow_the_numbers():
+    def e(v):
+        return {"mean": v, "std": 0.0, "values": [v]}
+    per = {"clean": e(50.0), "noise2": e(55.0), "miss2": e(60.0)}
+    protocol = {"models": {"ours": {"s": per}},
+                "lifted_pct": {"ours": {"s": {"miss1": 100.0, "miss2": 98.0}}},
+                "flat": {"s": {"noise2": 80.0}}}
+    text = O.detector_text(protocol, "ours", "ours")
+    assert "from 50.0 mm to 55.0 mm" in text and "(1.10 times; 0.69 times flat's 80.0 mm" in text
+    assert "to 60.0 mm with two limb joints missing (1.20 times, 98% of frames lifted)" in text
+    assert "2 of its 4 targets are met" in text  # noise both met; missing and lifted not
