@@ -296,8 +296,8 @@ def levers(profile: str, seeds: int = 3) -> dict:
         nospare["knees"].append(Run(folder).backward_knees(train))
         nospare["spare_needed"].append(needed)
         for split in study["splits"]:
-            res = Run(folder).cached(eval_cache_name(cfg, split), lambda: evaluate_run(
-                folder, split, ks=(), missing=(), flip_test=True, selected=True))
+            res = Run(folder).cached(eval_cache_name(cfg, split), lambda f=folder, s=split:
+                                     evaluate_run(f, s, ks=(), missing=(), flip_test=True))
             nospare["pa_mpjpe"].setdefault(split, []).append(res["pa_mpjpe"])
     rows["no spares"] = nospare
     out = {"profile": profile, "seeds": seeds, "splits": study["splits"], "rows": []}
