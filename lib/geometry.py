@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .skeleton import FLIP, LIMB_JOINTS, SCALE_CHAIN
+from .skeleton import FLIP, JOINT_INDEX, LIMB_JOINTS, SCALE_CHAIN
 
 C = 10.0  # projection distance
 FLIP16 = torch.as_tensor(FLIP[1:] - 1)  # left/right swap on the 16 non-root joints
@@ -203,6 +203,13 @@ def random_turn(pose3d: torch.Tensor, axis: str, generator: torch.Generator | No
                                  max_deg=max_deg, elev_min_deg=elev_min_deg,
                                  elev_max_deg=elev_max_deg, return_matrix=True)
     raise ValueError(f"axis must be 'camera' or 'up', got {axis!r}")
+
+
+def pose_height(xy: np.ndarray) -> np.ndarray:
+    """(N,) 2D height of (N, 17, 2) poses: head to the lower ankle in the image (larger y)."""
+    ankles = [JOINT_INDEX["r_ankle"], JOINT_INDEX["l_ankle"]]
+    lower = np.take_along_axis(xy[:, ankles], xy[:, ankles, 1:].argmax(1)[:, None], 1)[:, 0]
+    return np.linalg.norm(xy[:, JOINT_INDEX["head"]] - lower, axis=-1)
 
 
 def chain_length(pose):

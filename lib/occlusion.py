@@ -35,13 +35,13 @@ import torch
 from . import data as D
 from . import zoo
 from .experiment import ensure_model, eval_cache_name, model_config, test_splits
-from .geometry import center
+from .geometry import center, pose_height
 from .infill import for_run, infill_error, normalise
 from .lift import PoseLifter
 from .metrics import pa_mpjpe
 from .report import aggregate, mean_std, split_name
 from .runs import Run
-from .skeleton import JOINT_INDEX, LIMB_JOINTS
+from .skeleton import LIMB_JOINTS
 from .splits import subset
 
 # name -> (noise sigma as a share of each pose's 2D height, limb joints hidden per frame)
@@ -49,7 +49,6 @@ PERTURBATIONS = {"clean": (0.0, 0), "noise1": (0.01, 0), "noise2": (0.02, 0),
                  "noise4": (0.04, 0), "miss1": (0.0, 1), "miss2": (0.0, 2),
                  "noise2+miss1": (0.02, 1)}
 PROTOCOL_POSES = 4_000  # frames per test split (a fixed random subset)
-HEAD, ANKLES = JOINT_INDEX["head"], [JOINT_INDEX["r_ankle"], JOINT_INDEX["l_ankle"]]
 
 
 def hide(n_frames: int, n: int, seed: int = 0) -> np.ndarray:
@@ -60,12 +59,6 @@ def hide(n_frames: int, n: int, seed: int = 0) -> np.ndarray:
         order = np.argsort(rng.random((n_frames, len(LIMB_JOINTS))), axis=1)[:, :n]
         np.put_along_axis(conf, np.asarray(LIMB_JOINTS)[order], 0.0, axis=1)
     return conf
-
-
-def pose_height(xy: np.ndarray) -> np.ndarray:
-    """(N,) 2D height of (N, 17, 2) poses: head to the lower ankle in the image (larger y)."""
-    lower = np.take_along_axis(xy[:, ANKLES], xy[:, ANKLES, 1:].argmax(1)[:, None], 1)[:, 0]
-    return np.linalg.norm(xy[:, HEAD] - lower, axis=-1)
 
 
 def detector_input(xy: np.ndarray, name: str, seed: int = 0) -> np.ndarray:

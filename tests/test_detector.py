@@ -7,6 +7,7 @@ import pytest
 
 from lib import occlusion as O
 from lib.evaluate import trivial_baselines
+from lib.geometry import pose_height
 from lib.infill import Infill
 from lib.skeleton import LIMB_JOINTS
 
@@ -23,9 +24,9 @@ def poses(n=500, seed=0):
 
 def test_the_height_is_head_to_the_lower_ankle():
     xy = poses(3)
-    assert O.pose_height(xy) == pytest.approx([np.hypot(20, 400)] * 3)
+    assert pose_height(xy) == pytest.approx([np.hypot(20, 400)] * 3)
     xy[1, 6] = [330, 520]  # now the left ankle is the lower one
-    assert O.pose_height(xy)[1] == pytest.approx(np.hypot(30, 420))
+    assert pose_height(xy)[1] == pytest.approx(np.hypot(30, 420))
 
 
 def test_perturbations_are_fixed_of_their_size_and_hide_limb_joints_only():

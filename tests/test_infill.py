@@ -53,12 +53,25 @@ def test_a_missing_joint_is_recovered_exactly_in_a_low_dimensional_subspace():
     vis = np.ones((5, 16), bool)
     vis[:, [1, 12]] = False  # knee and wrist, as network joints (the skeleton's minus one)
     vis[3, 5] = False
-    for model in (Infill.fit(x, k=3), Infill.fit(x, k=32), fit_run(x)):
+    for model in (Infill.fit(x, k=3), Infill.fit(x, k=32), fit_run(x, shares=(0.0,))):
         got = model.fill(np.where(np.repeat(vis, 2, 1), truth, 123.0), vis)
         np.testing.assert_allclose(got, truth, atol=1e-3)
-    chosen = fit_run(x)
+    chosen = fit_run(x, shares=(0.0,))  # k chosen on clean held-out joints
     assert chosen.k >= 3 and set(chosen.errors) == set(infill.K_GRID)
     assert chosen.errors[chosen.k] < 1e-3  # held-out 2D error, in head-to-pelvis lengths
+
+
+def test_k_chosen_with_noisy_joints_in_fills_noisy_input_better():
+    rng = np.random.default_rng(4)  # as real poses: variances falling over 5 decades
+    basis = np.linalg.qr(rng.normal(size=(32, 32)))[0]
+    x = rng.normal(size=(5000, 32)) * np.logspace(0, -2.5, 32) @ basis.T
+    full, mixed = Infill.fit(x, k=32), fit_run(x)  # every component: what clean 2D chose
+    assert mixed.noise_shares == infill.NOISE_SHARES and mixed.k < 32
+    held = x[rng.permutation(len(x))[:2000]]
+    vis = infill.hide_limbs(len(held), rng)
+    given = infill.noisy(held, 0.02, rng)
+    assert (infill.infill_error(mixed, held, vis, given)
+            < 0.95 * infill.infill_error(full, held, vis, given))
 
 
 def test_hidden_limb_joints_are_limb_joints_and_distinct():
