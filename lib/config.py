@@ -62,6 +62,10 @@ DEFAULTS = {
     "clip_vae_value": 1000.0,
     "flip_p": 0.5,
     "p_miss": 0.0,  # fraction of training poses with 1 or 2 limb joints hidden
+    # a 2D detector's error in training: every training 2D pose (the lifter's input and the
+    # discriminator's real poses alike) gets Gaussian noise of u * input_noise of its 2D
+    # height, u uniform in [0, 1] per pose (0: clean 2D, the thesis)
+    "input_noise": 0.0,
     # fraction of training poses re-played on a random body (lib.bodies) before projection:
     # the 2D training set is then synthesised from the mocap with varied bone lengths
     "body_augment": 0.0,
@@ -215,6 +219,9 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
                              or cfg["up_momentum"] > 0):
         raise ConfigError("up_freeze holds the vertical found in the upright start: it needs "
                           "view_axis 'up', up_warmup >= 1 and up_momentum 0")
+    if not isinstance(cfg["input_noise"], (int, float)) or not 0 <= cfg["input_noise"] < 0.5:
+        raise ConfigError(f"input_noise must be a share of the pose's height in [0, 0.5), "
+                          f"got {cfg['input_noise']!r}")
     if not 0 <= cfg["up_momentum"] < 1:
         raise ConfigError(f"up_momentum must lie in [0, 1), got {cfg['up_momentum']!r}")
     if not 0 <= cfg["ema"] < 1:

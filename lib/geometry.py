@@ -205,11 +205,25 @@ def random_turn(pose3d: torch.Tensor, axis: str, generator: torch.Generator | No
     raise ValueError(f"axis must be 'camera' or 'up', got {axis!r}")
 
 
-def pose_height(xy: np.ndarray) -> np.ndarray:
-    """(N,) 2D height of (N, 17, 2) poses: head to the lower ankle in the image (larger y)."""
-    ankles = [JOINT_INDEX["r_ankle"], JOINT_INDEX["l_ankle"]]
-    lower = np.take_along_axis(xy[:, ankles], xy[:, ankles, 1:].argmax(1)[:, None], 1)[:, 0]
-    return np.linalg.norm(xy[:, JOINT_INDEX["head"]] - lower, axis=-1)
+def pose_height(xy):
+    """(...,) 2D height of (..., 17, 2) poses: head to the lower ankle in the image (the
+    larger y); numpy or torch."""
+    xp = torch if isinstance(xy, torch.Tensor) else np
+    r, left = xy[..., JOINT_INDEX["r_ankle"], :], xy[..., JOINT_INDEX["l_ankle"], :]
+    lower = xp.where((r[..., 1] >= left[..., 1])[..., None], r, left)
+    return (((lower - xy[..., JOINT_INDEX["head"], :]) ** 2).sum(-1)) ** 0.5
+
+
+def height_noise(x, share: float, generator=None):
+    """(B, 32) network 2D poses (root removed) with Gaussian noise of standard deviation
+    ``u * share`` of each pose's 2D height, ``u`` uniform in [0, 1] per pose: a detector's
+    error, from none to ``share`` (``x`` itself, no draw, for 0)."""
+    if share == 0:
+        return x
+    xy = torch.cat([x.new_zeros(len(x), 1, 2), x.view(len(x), 16, 2)], 1)
+    u = torch.rand(len(x), 1, generator=generator, device=x.device, dtype=x.dtype)
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x + noise * u * share * pose_height(xy)[:, None]
 
 
 def chain_length(pose):

@@ -231,6 +231,9 @@ LEVERS = (
      "ours_frozen"),
     ("all four", "ours", "ours_simple"),
 )
+# (lever, ours without it, ours with it): a lever tried for adding, adopted unless the same
+# rules find ours with it worse (lib.choose.lever_kept of it removed from the other way)
+ADDED = (("2D noise as a detector's in training", "ours_one", "ours_noisy"),)
 
 
 def lone(record: dict) -> int:
@@ -272,7 +275,7 @@ def levers(profile: str, seeds: int = 3) -> dict:
     from .evaluate import evaluate_run
     from .experiment import eval_cache_name, realism
 
-    models = sorted({m for _, a, b in LEVERS for m in (a, b) if m != "no spares"})
+    models = sorted({m for _, a, b in LEVERS + ADDED for m in (a, b) if m != "no spares"})
     study = run_study(profile, models, seeds)
     train = D.load(model_config(profile, "ours"), "train")
     rows = {m: {"critic": [], "knees": []} for m in models}
@@ -311,6 +314,13 @@ def levers(profile: str, seeds: int = 3) -> dict:
                             "evidence": {"with": rows[with_], "without": {
                                 k: v for k, v in rows[without].items() if k != "pa_mpjpe"}},
                             "pa_mpjpe": err})
+    for lever, without, with_ in ADDED:
+        worse, reasons = choose.lever_kept(rows[without], rows[with_])
+        out["rows"].append({"lever": lever, "with": with_, "without": without, "added": True,
+                            "kept": not worse, "reasons": reasons,
+                            "evidence": {"with": rows[with_], "without": rows[without]},
+                            "pa_mpjpe": {s: study["models"][with_][s]["pa_mpjpe"]
+                                         for s in study["splits"]}})
     out["models"] = {m: {s: study["models"][m][s]["pa_mpjpe"] for s in study["splits"]}
                      for m in models}
     out["train_seconds"] = study["train_seconds"]
@@ -354,8 +364,10 @@ def main(argv=None) -> None:
         res = levers(profile, args.seeds)
         for r in res["rows"]:
             err = " | ".join(f"{v['mean']:.1f}±{v['std']:.1f}" for v in r["pa_mpjpe"].values())
-            print(f"{'KEEP' if r['kept'] else 'drop'}  {r['lever']}: {'; '.join(r['reasons'])}"
-                  f"\n      without it: PA-MPJPE {err}")
+            verdict = (("ADOPT" if r["kept"] else "reject") if r.get("added") else
+                       ("KEEP" if r["kept"] else "drop"))
+            print(f"{verdict}  {r['lever']}: {'; '.join(r['reasons']) or 'no 2D evidence'}"
+                  f"\n      {'with' if r.get('added') else 'without'} it: PA-MPJPE {err}")
         out = Path(args.out) if args.out else BUILD_DIR / f"levers-{profile_name(profile)}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=1))

@@ -42,6 +42,7 @@ from .geometry import (
     Normalizer,
     apply_mask,
     center,
+    height_noise,
     random_flip,
     random_flip_pair,
     random_missing_mask,
@@ -134,6 +135,7 @@ class Trainer:
         c, zero = self.cfg, x.new_zeros(())
         if c["mode"] != "supervised":  # (supervised flips inputs and targets together)
             x = random_flip(x, 2, c["flip_p"], self.gen)
+            x = height_noise(x, c["input_noise"], self.gen)  # as a detector gives it
         mask = random_missing_mask(len(x), c["p_miss"], x.device, self.gen)
         x_in = apply_mask(x, mask) if c["p_miss"] > 0 else x
 
@@ -146,22 +148,19 @@ class Trainer:
                 self._update_ema()
             return self._row({"loss": loss}, zero)
 
-        # one forward of the lifter serves both players (as in the usual GAN recipe): the
-        # discriminator learns on its detached novel views, then the lifter on the same views
+        # one lifter forward serves both players: the discriminator learns on its detached
+        # novel views, then the lifter on the same views (the usual GAN recipe)
         with self._autocast():
             pose3d, mu, logvar = self.lifter(x_in, sample=True, generator=self.gen)
         pose3d = pose3d.float()  # geometry (rotation, projection) stays in float32
-        # the lifted world's vertical: the novel views' axis ("up": the whole batch's, over
-        # ranks) and, as its tilt towards the camera, a logged statistic
+        # the lifted world's vertical (over ranks): the views' axis, its tilt a statistic
         up_batch = up_direction(pose3d.detach(),
                                 dist.mean_over_ranks if c["view_axis"] == "up" else None)
         up = self.views.vertical(up_batch, self.epoch)
         need_views = self.disc is not None or c["lambda_cycle"] > 0
         novel, rot = self.views(pose3d, self.epoch, up) if need_views else (None, None)
-        if self.disc is not None and c["noise_on"] == "both":  # instance noise on fakes too
-            novel_seen = real_input_noise(novel, c["real_noise"], self.gen)
-        else:
-            novel_seen = novel
+        novel_seen = (real_input_noise(novel, c["real_noise"], self.gen)  # noise on fakes too
+                      if self.disc is not None and c["noise_on"] == "both" else novel)
         d_loss = d_real = d_fake = d_acc = r1 = zero
         if self.disc is not None:  # discriminator: real 2D (with noise) against novel views
             real = real_input_noise(x, c["real_noise"], self.gen)
