@@ -114,8 +114,8 @@ DEFAULTS = {
     "use_selection": True,
     # train the model this many times from different seeds (restart k of seed s is the run
     # of seed s + 100 k) and predict with the mean of those whose lifts agree, or else the
-    # one the 2D-only realism test scores best (lib.experiment.choose_restarts; needs
-    # select_epochs); 1 = one training
+    # one the 2D-only realism test scores best (lib.experiment.choose_restarts); 1 = one
+    # training
     "restarts": 1,
     # with restarts > 1: while fewer than `restarts` of the trainings agree, train up to this
     # many more (seeds s + 100 k, k = restarts, restarts + 1, ...) and choose again
@@ -212,9 +212,6 @@ def make_config(params: dict | None = None, overrides: dict | None = None) -> di
     if not _is_int(cfg["spare_restarts"]) or cfg["spare_restarts"] < 0:
         raise ConfigError(f"spare_restarts must be a whole number >= 0, "
                           f"got {cfg['spare_restarts']!r}")
-    if cfg["restarts"] > 1 and not cfg["select_epochs"]:
-        raise ConfigError("restarts > 1 needs select_epochs >= 1: the 2D-only realism test "
-                          "that chooses among the restarts scores the weights they kept")
     if cfg["up_freeze"] and (cfg["view_axis"] != "up" or cfg["up_warmup"] < 1
                              or cfg["up_momentum"] > 0):
         raise ConfigError("up_freeze holds the vertical found in the upright start: it needs "

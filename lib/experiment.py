@@ -204,12 +204,26 @@ def choose_restarts(folders, train: dict) -> dict:
     folders = [Path(f) for f in folders]
     if len(folders) < 2:
         raise RunError(f"{len(folders)} restart(s): a choice needs two or more")
-    scores = [Run(f).selection_score() for f in folders]
+    scores = [restart_score(f) for f in folders]
     loaded = [Run(f).load("cpu") for f in folders]
     agree = lift_agreement([lifter for lifter, _, _ in loaded], loaded[0][1], train)
     group = choose.restarts(agree["pairs"], agree["flat"], scores)
     return {"runs": [f.name for f in folders], "members": [folders[i].name for i in group],
             **agree, "critic_accuracy": scores, "critic_seed": SELECT_CRITIC_SEED}
+
+
+def restart_score(folder) -> float:
+    """The realism-test critic accuracy (%) a choice among restarts compares, with the
+    critic seed that chooses (not the reported one): that of the weights the 2D test chose
+    among the epochs, or, for a run that kept no epochs to choose from, of its last weights
+    (cached beside it)."""
+    from .evaluate import realism_test
+
+    run = Run(folder)
+    if run.selection_path.is_file():
+        return run.selection_score()
+    return run.cached("realism-choice.json", lambda: realism_test(
+        folder, seed=SELECT_CRITIC_SEED))["critic_accuracy"]
 
 
 # ---- evaluations, cached beside the runs ------------------------------------------------

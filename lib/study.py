@@ -221,19 +221,21 @@ def select(profile: str, candidates=tuple(zoo.CANDIDATES), budget=SELECT_BUDGET)
 
 # ---- the lever study of ours: which of its doubtful levers the 2D evidence needs ---------
 
-# (lever, ours with it, ours without it): each row removes one lever, the last all four
+# (lever, ours with it, ours without it): each row removes one lever of ours as it was
+# before the study (lib.zoo.OURS_V1), the last all four; "no spares" is its runs without
+# the spare trainings (:func:`without_spares`)
 LEVERS = (
-    ("three trainings per seed, averaged where they agree", "ours", "ours_one"),
-    ("spare trainings for a training that agrees with no other", "ours", "no spares"),
+    ("three trainings per seed, averaged where they agree", "ours_v1", "ours_v1_one"),
+    ("spare trainings for a training that agrees with no other", "ours_v1", "no spares"),
     ("the 2D test's choice of an epoch (else the last epoch's averaged weights)",
-     "ours_one", "ours_last"),
-    ("a vertical estimated on every batch (else the upright start's, held fixed)", "ours",
-     "ours_frozen"),
-    ("all four", "ours", "ours_simple"),
+     "ours_v1_one", "ours_v1_last"),
+    ("a vertical estimated on every batch (else the upright start's, held fixed)",
+     "ours_v1", "ours_frozen"),
+    ("all four", "ours_v1", "ours_simple"),
 )
 # (lever, ours without it, ours with it): a lever tried for adding, adopted unless the same
 # rules find ours with it worse (lib.choose.lever_kept of it removed from the other way)
-ADDED = (("2D noise as a detector's in training", "ours_one", "ours_noisy"),)
+ADDED = (("2D noise as a detector's in training", "ours_v1_one", "ours_noisy"),)
 
 
 def lone(record: dict) -> int:
@@ -277,7 +279,7 @@ def levers(profile: str, seeds: int = 3) -> dict:
 
     models = sorted({m for _, a, b in LEVERS + ADDED for m in (a, b) if m != "no spares"})
     study = run_study(profile, models, seeds)
-    train = D.load(model_config(profile, "ours"), "train")
+    train = D.load(model_config(profile, "ours_v1"), "train")
     rows = {m: {"critic": [], "knees": []} for m in models}
     for m in models:
         cfg = model_config(profile, m)
@@ -286,15 +288,15 @@ def levers(profile: str, seeds: int = 3) -> dict:
             rows[m]["critic"].append(realism(run, "up", cfg["use_selection"]))
             rows[m]["knees"].append(Run(run).backward_knees(train,
                                                            selected=cfg["use_selection"]))
-    for m in ("ours_one", "ours_simple"):  # one training: the restarts' records say more
+    for m in ("ours_v1_one", "ours_simple"):  # one training: the restarts' records say more
         recs = [restart_choice(profile, zoo.trained(m), s) for s in range(seeds)]
         rows[m]["lone"] = [lone(r) for r in recs]
         rows[m]["spare_needed"] = [without_spares(profile, zoo.trained(m), s)[1]
                                    for s in range(seeds)]
-    cfg = model_config(profile, "ours")
+    cfg = model_config(profile, "ours_v1")
     nospare = {"critic": [], "knees": [], "spare_needed": [], "pa_mpjpe": {}}
     for seed in range(seeds):
-        folder, needed = without_spares(profile, "ours", seed)
+        folder, needed = without_spares(profile, "ours_v1", seed)
         nospare["critic"].append(realism(folder, "up"))
         nospare["knees"].append(Run(folder).backward_knees(train))
         nospare["spare_needed"].append(needed)

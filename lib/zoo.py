@@ -24,12 +24,16 @@ bodies: on Human3.6M ours trains without it). Each prediction is the mean of the
 the mirrored lift of the mirrored input (``flip_test``). Novel views turn about the
 world's vertical, estimated from each batch's lifted poses (:func:`lib.geometry.up_direction`),
 not about the camera's y axis, which the rig's cameras tilt by 7.6 degrees; for the first
-two epochs about the camera's (``up_warmup``: the lifted world starts upright). The
-averaged weights of the last 6 epochs are kept and the 2D-only realism test chooses among
-them (``select_epochs``). Ours is trained three times per seed (seeds s, s + 100, s + 200)
-and predicts with the mean of the trainings whose lifts of training 2D poses agree
-(:func:`lib.choose.agreeing`); a training that agrees with no other is replaced by a spare
-(s + 300, then s + 400) until three agree or the spares are spent. Nothing 3D chooses.
+two epochs about the camera's (``up_warmup``: the lifted world starts upright). Ours is
+trained three times per seed (seeds s, s + 100, s + 200) and predicts with the mean of the
+trainings whose lifts of training 2D poses agree (:func:`lib.choose.agreeing`), from the
+last epoch's averaged weights. Nothing 3D chooses.
+
+The lever study (``lib.study --levers``, rows of role "lever") removed two levers of the
+ours before it (``ours_v1``), because the 2D-only rules of :func:`lib.choose.lever_kept`
+found no need for them: the realism test's choice of an epoch among the last six
+(``select_epochs``) and spare trainings for one that agrees with no other
+(``spare_restarts``).
 """
 
 from __future__ import annotations
@@ -61,6 +65,13 @@ class Model:
     short: str = ""
 
 
+OURS = {"mode": "det_gan", "depth_only": True, "lambda_cycle": 0.01, "ema": 0.999,
+        "lr_schedule": "cosine", "orient": True, "lambda_hinge": 1.0, "noise_on": "both",
+        "body_augment": 0.5, "flip_test": True, "view_axis": "up", "up_warmup": 2,
+        "restarts": 3}
+# ours before the lever study: also the 2D test's choice of an epoch and spare trainings
+OURS_V1 = {**OURS, "select_epochs": 6, "spare_restarts": 2}
+
 TABLE = (
     Model("vae_gan", "VAE-GAN (thesis)", "baseline", seeds="all",
           short="thesis VAE-GAN"),
@@ -78,13 +89,8 @@ TABLE = (
           {"lambda_hinge": 1.0},
           short="VAE-GAN + knee hinge"),
     Model("ours", "Ours (depth lifter + cycle + knee hinge + noise on both + other bodies + "
-                  "world vertical + 2D-test epoch + test-time flip + agreeing restarts "
-                  "averaged, with spares)", "main",
-          {"mode": "det_gan", "depth_only": True, "lambda_cycle": 0.01, "ema": 0.999,
-           "lr_schedule": "cosine", "orient": True, "lambda_hinge": 1.0, "noise_on": "both",
-           "body_augment": 0.5, "flip_test": True, "view_axis": "up", "up_warmup": 2,
-           "select_epochs": 6, "restarts": 3, "spare_restarts": 2},
-          seeds="all", both_axes=True,
+                  "world vertical + test-time flip + agreeing restarts averaged)", "main",
+          OURS, seeds="all", both_axes=True,
           short="ours"),
     # the ablation of ours, one lever at a time, each row its parent without one lever
     Model("ours_one", "Ours from one training per seed (no restarts averaged)", "ablation",
@@ -93,11 +99,6 @@ TABLE = (
           lever="three trainings per seed and a spare for one that agrees with no other, "
                 "averaged where they agree (then ours)",
           short="ours, one training"),
-    Model("ours_last", "Ours from one training, its last epoch's weights (no 2D-test choice)",
-          "ablation", {"use_selection": False}, parent="ours_one", seeds="all",
-          evaluates="ours",
-          lever="the 2D test's choice of an epoch among the last six, on ours' first trainings",
-          short="ours, last epoch"),
     Model("ours_noflip", "Ours without the test-time flip", "ablation", {"flip_test": False},
           parent="ours", seeds="all", evaluates="ours",
           lever="the test-time flip, on ours' own runs",
@@ -123,11 +124,6 @@ TABLE = (
                        "or knee hinge", "ablation", {"lambda_hinge": 0.0},
           parent="ours_hinge", lever="adding the knee-hinge prior",
           short="ours, no knee hinge"),
-    # ours before it chose an epoch: the configuration the later levers were tried on
-    Model("ours_lastepoch", "Ours from one training, without the upright start, its last "
-                            "epoch trained alone", "base", {"select_epochs": 0},
-          parent="ours_nowarm",
-          short="ours, last epoch alone"),
     # Levers tried and not kept, because the 2D-only realism test (lib.study) did not score
     # them better than the ours they were added to (by more than its critic-seed noise);
     # not part of the book (method chapter), a study trains them, e.g.
@@ -137,34 +133,48 @@ TABLE = (
     Model("ours_sym1", "Ours without the world vertical + bone-symmetry prior (weight 1)",
           "tried", {"lambda_sym": 1.0}, parent="ours_camera"),
     Model("ours_tilt", "Ours + downward-tilt prior", "tried", {"lambda_tilt": 1.0},
-          parent="ours_lastepoch"),
+          parent="ours_nowarm"),
     Model("ours_upema", "Ours + running vertical (momentum 0.99)", "tried",
-          {"up_momentum": 0.99}, parent="ours_lastepoch"),
+          {"up_momentum": 0.99}, parent="ours_nowarm"),
     Model("ours_noise2", "Ours with twice the instance noise (0.01)", "tried",
-          {"real_noise": 0.01}, parent="ours_lastepoch"),
+          {"real_noise": 0.01}, parent="ours_nowarm"),
     Model("ours_clamp", "Ours with the vertical's tilt held in 0-30 degrees", "tried",
-          {"up_tilt_range": [0.0, 30.0]}, parent="ours_lastepoch"),
+          {"up_tilt_range": [0.0, 30.0]}, parent="ours_nowarm"),
     Model("ours_r1", "Ours + R1 gradient penalty of the discriminator (weight 0.001)", "tried",
           {"lambda_r1": 1e-3}, parent="ours_nowarm"),
-    # The lever study (python -m lib.study --levers): ours with its doubtful levers removed,
-    # judged by the 2D-only rules of lib.choose.lever_kept, written before these were trained
-    Model("ours_frozen", "Ours with the vertical frozen after the upright start", "lever",
-          {"up_freeze": True}, parent="ours", seeds="all", both_axes=True,
+    # The lever study (python -m lib.study --levers) of ours as it was before it (ours_v1):
+    # each doubtful lever removed alone and all four together, judged by the 2D-only rules of
+    # lib.choose.lever_kept, written before these were trained
+    Model("ours_v1", "Ours before the lever study (+ 2D-test epoch among the last six, with "
+                     "spares)", "lever", OURS_V1, seeds="all", both_axes=True,
+          short="ours before the lever study"),
+    Model("ours_v1_one", "Ours before the lever study, from one training per seed", "lever",
+          {"restarts": 1}, parent="ours_v1", seeds="all", evaluates="ours_v1",
+          own_checks=True, both_axes=True,
+          lever="three trainings per seed, averaged where they agree"),
+    Model("ours_v1_last", "Ours before the lever study, one training, its last epoch's "
+                          "weights", "lever", {"use_selection": False}, parent="ours_v1_one",
+          seeds="all", evaluates="ours_v1",
+          lever="the 2D test's choice of an epoch among the last six"),
+    Model("ours_frozen", "Ours before the lever study, the vertical frozen after the upright "
+                         "start", "lever", {"up_freeze": True}, parent="ours_v1", seeds="all",
+          both_axes=True,
           lever="a vertical estimated on every batch after the upright start, rather than "
                 "the upright start's, held fixed",
           short="ours, frozen vertical"),
-    Model("ours_simple", "Ours with every doubtful lever removed: the vertical frozen after "
-                         "the upright start, one training per seed, its last epoch's weights",
-          "lever", {"restarts": 1, "use_selection": False}, parent="ours_frozen",
-          seeds="all", evaluates="ours_frozen", own_checks=True,
+    Model("ours_simple", "Ours before the lever study with every doubtful lever removed: the "
+                         "vertical frozen after the upright start, one training per seed, "
+                         "its last epoch's weights", "lever",
+          {"restarts": 1, "use_selection": False}, parent="ours_frozen", seeds="all",
+          evaluates="ours_frozen", own_checks=True,
           lever="all four doubtful levers",
           short="ours, simple"),
-    # a lever added for a detector's keypoints (issue: real keypoints), its strength fixed
-    # before any run (a good detector's error, 3% of the height, at most); adopted unless the
-    # same 2D rules find it worse than ours without it (lib.study --levers)
-    Model("ours_noisy", "Ours from one training, on 2D with a detector's noise (up to 3% of "
-                        "the height)", "lever", {"input_noise": 0.03}, parent="ours_one",
-          seeds="all", both_axes=True,
+    # a lever tried for adding (real keypoints), its strength fixed before any run (a good
+    # detector's error, 3% of the height, at most); adopted unless the same 2D rules find it
+    # worse than ours without it
+    Model("ours_noisy", "Ours before the lever study, one training, on 2D with a detector's "
+                        "noise (up to 3% of the height)", "lever", {"input_noise": 0.03},
+          parent="ours_v1_one", seeds="all", both_axes=True,
           lever="2D noise as a detector's in training (up to 3% of the pose's height)",
           short="ours, noisy 2D"),
 )
