@@ -121,8 +121,18 @@ NPZ_FRAMES = ("frames", "frame")
 
 def check_order(path, numbers) -> None:
     """A :class:`VideoError` unless the frame numbers strictly increase: an equal number is
-    a second person in that frame, a smaller one frames out of order."""
-    n = np.asarray(numbers, dtype=np.float64).ravel()
+    a second person in that frame, a smaller one frames out of order. Names that are not
+    numbers (say, image file names) are checked for repeats alone."""
+    n = list(np.asarray(numbers, dtype=object).ravel())
+    try:
+        n = [float(v) for v in n]
+    except (TypeError, ValueError):  # not numbers: order unknown, a repeat still a crowd
+        first = {}
+        for i, v in enumerate(n):
+            if first.setdefault(str(v), i) != i:
+                raise VideoError(f"{path}: frame {v} appears twice (entries {first[str(v)]} and "
+                                 f"{i}): --video lifts one person per frame") from None
+        return
     for i in range(1, len(n)):
         if n[i] == n[i - 1]:
             raise VideoError(f"{path}: frame {n[i]:g} appears twice (entries {i - 1} and {i}): "
@@ -147,7 +157,7 @@ def read_video(path, read) -> np.ndarray:
                 numbers = next((f[k] for k in NPZ_FRAMES if k in f), None)
         except (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile):
             return read(path)  # its own error
-        if kp is not None and len(kp) == 0:
+        if kp is not None and kp.ndim >= 1 and kp.shape[0] == 0:
             raise VideoError(f"{path}: an empty video (no frames)")
         if kp is not None and kp.ndim == 4 and kp.shape[1] != 1:
             raise VideoError(f"{path}: {kp.shape[1]} people per frame (keypoints {kp.shape}): "
@@ -175,7 +185,10 @@ def read_video(path, read) -> np.ndarray:
             check_order(path, numbers)
         for i, e in enumerate(entries):
             e = e.get("keypoints") if isinstance(e, dict) else e
-            shape = np.shape(e) if isinstance(e, list) else ()
+            try:
+                shape = np.shape(e) if isinstance(e, list) else ()
+            except ValueError:  # ragged: read() names it
+                shape = ()
             if len(shape) == 3 and shape[0] > 1 and shape[1] == 17:
                 raise VideoError(f"{path}: frame {i} holds {shape[0]} people: --video lifts "
                                  f"one person; pass one person's track")
