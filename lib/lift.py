@@ -40,6 +40,7 @@ from .infill import MAX_INFILLED, infill_or_reason
 from .models import predict
 from .runs import Run, RunError
 from .skeleton import JOINTS, SCALE_CHAIN
+from .temporal import VideoError, read_video, smooth_lift
 
 # COCO-17 keypoint order, as detectors (Detectron2, MMPose, OpenPifPaf, YOLO-pose) write it
 COCO17 = ("nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder",
@@ -409,38 +410,38 @@ def main(argv=None) -> None:
     p.add_argument("--plot", help="also draw the first kept frame (.png) or animate every "
                                   "kept frame (.gif, or .mp4 with ffmpeg)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--video", action="store_true", help="frames in order, one person: smooth")
     args = p.parse_args(argv)
     try:
         check_output(args.out, (".npz",), "--out")
         if args.plot:
             check_output(args.plot, PLOT_TYPES, "--plot")
         lifter = PoseLifter.from_run(args.run, args.device)
-        kp = read_keypoints(args.input)
+        kp = read_video(args.input, read_keypoints) if args.video else read_keypoints(args.input)
         res = lifter.lift(kp, fmt=args.format, threshold=args.threshold, k=args.k,
                           image_size=args.image_size, where=args.input)
-    except LiftError as e:
+    except (LiftError, VideoError) as e:
         sys.exit(f"error: {e}")
     for i, why in res.skipped.items():
         print(f"{args.input}: frame {i} skipped: {why}", file=sys.stderr)
     if len(res.frames) == 0:
         sys.exit(f"error: {args.input}: no frame could be lifted (see above)")
-    out = {"poses3d": res.poses.astype(np.float32), "frames": res.frames,
-           "inferred": res.inferred}
-    if res.std is not None:
-        out["std"] = res.std.astype(np.float32)
+    h36m = coco_to_h36m(kp) if args.format == "coco17" else kp
+    sigma = smooth_lift(res, h36m[..., :2]) if args.video else None  # before --out and --plot
+    out = {"poses3d": res.poses.astype(np.float32), "frames": res.frames, "inferred": res.inferred}
+    out |= {} if res.std is None else {"std": res.std.astype(np.float32)}
     try:
         with open(args.out, "wb") as f:  # this name exactly (np.savez adds .npz to a name)
             np.savez(f, **out)
     except OSError as e:
         sys.exit(f"error: {args.out}: cannot write ({e.strerror or e})")
     if args.plot:
-        h36m = coco_to_h36m(kp) if args.format == "coco17" else kp
         try:
             plot_result(args.plot, h36m, res)
         except LiftError as e:
             sys.exit(f"error: {e}")
     print(json.dumps({"run": lifter.source, "input": args.input, "frames": len(kp),
-                      "lifted": len(res.frames), "skipped": len(res.skipped),
+                      "lifted": len(res.frames), "skipped": len(res.skipped), "sigma": sigma,
                       "inferred": int(res.inferred.any(1).sum()), "out": args.out,
                       "units": "mm of the training body, root-relative, camera axes"}))
 
