@@ -437,10 +437,10 @@ def test_a_variant_evaluates_its_models_runs_and_is_no_training_job():
     assert plan["ours_noflip"] == plan["ours"] == 3 and plan["vae_gan"] == 3
     assert plan["ours_camera"] == 1 and plan["ours_base"] == 1
     trained = [m for m in plan if not zoo.get(m).evaluates]
-    assert sum(plan[m] for m in trained) == 18  # models x seeds
+    assert sum(plan[m] for m in trained) == 19  # models x seeds
     trainings = sum(model_config("default", m, s)["restarts"] for m in trained
                     for s in range(plan[m]))
-    assert trainings == 24  # the default build's: ours three times per seed
+    assert trainings == 25  # the default build's: ours three times per seed
     assert model_config("default", "ours")["spare_restarts"] == 0  # removed by the lever study
     assert model_config("default", "ours_v1")["spare_restarts"] == 2
     assert all(plan[m] == 1 for m in plan if m not in (*zoo.seed_models(), *zoo.ablation()))
@@ -452,7 +452,7 @@ def test_a_variant_evaluates_its_models_runs_and_is_no_training_job():
     c, v1 = model_config("quick", "ours_v1_last"), model_config("quick", "ours_v1")
     assert {k for k in v1 if v1[k] != c[k]} == {"use_selection", "restarts"}
     assert not c["use_selection"] and c["restarts"] == 1
-    assert {k for k in a if a[k] != v1[k]} == {"select_epochs", "spare_restarts"}
+    assert {k for k in a if a[k] != v1[k]} == {"select_epochs", "spare_restarts", "input_noise"}
     d = model_config("quick", "ours_one")
     assert {k for k in a if a[k] != d[k]} == {"restarts"} and d["restarts"] == 1
     assert zoo.one_training("ours") == "ours_one" and zoo.one_training("vae_gan") is None
@@ -487,10 +487,10 @@ def test_the_ablation_of_ours_removes_one_lever_at_a_time():
     from lib import zoo
     from lib.experiment import model_config
 
-    chain = ["ours", "ours_one", "ours_nowarm", "ours_camera", "ours_noise", "ours_hinge",
-             "ours_base"]
-    levers = [{"restarts"}, {"up_warmup"}, {"view_axis"}, {"body_augment"}, {"noise_on"},
-              {"lambda_hinge"}]
+    chain = ["ours", "ours_one", "ours_clean", "ours_nowarm", "ours_camera", "ours_noise",
+             "ours_hinge", "ours_base"]
+    levers = [{"restarts"}, {"input_noise"}, {"up_warmup"}, {"view_axis"}, {"body_augment"},
+              {"noise_on"}, {"lambda_hinge"}]
     for a, b, lever in zip(chain[:-1], chain[1:], levers, strict=True):
         ca, cb = model_config("quick", a), model_config("quick", b)
         assert {k for k in ca if ca[k] != cb[k]} == lever, (a, b)
