@@ -65,3 +65,32 @@ def test_the_sentences_follow_the_numbers():
     assert "from 50.0 mm to 55.0 mm" in text and "(1.10 times; 0.69 times flat's 80.0 mm" in text
     assert "to 60.0 mm with two limb joints missing (1.20 times, 98% of frames lifted)" in text
     assert "2 of its 4 targets are met" in text  # noise both met; missing and lifted not
+
+
+def test_the_figure_and_table_show_every_model_split_and_perturbation():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lib.plots import detector_figure
+
+    def e(v):
+        return {"mean": v, "std": 1.0, "values": [v - 1, v + 1]}
+    splits = ("test_unseen_styles", "test_unseen_motions")
+    per = {p: e(50.0 + 10 * n + 5 * h) for p, (n, h) in O.PERTURBATIONS.items()}
+    protocol = {"perturbations": {k: list(v) for k, v in O.PERTURBATIONS.items()},
+                "models": {"ours": {s: per for s in splits}},
+                "lifted_pct": {"ours": {s: {p: 100.0 for p in per} | {"miss2": 97.0}
+                                        for s in splits}},
+                "flat": {s: {p: 80.0 for p in per} for s in splits}}
+    fig, axes = plt.subplots(1, 2)
+    detector_figure(protocol, ["ours"], {"ours": "ours"}, axes)
+    xs, ys = axes[0].lines[0].get_data()
+    assert list(xs) == [0, 1, 2, 4] and list(ys) == [per[k]["mean"] for k in
+                                                      ("clean", "noise1", "noise2", "noise4")]
+    assert axes[0].get_xlabel() and axes[0].get_ylabel() and axes[1].get_title()
+    plt.close(fig)
+    table = O.detector_table(protocol, ["ours"], {"ours": "ours"})
+    assert table.shape == (4, len(O.PERTURBATIONS))  # ours and flat, two splits each
+    assert table.loc[("ours", "unseen styles"), "miss2"].endswith("(97% lifted)")
