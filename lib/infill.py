@@ -195,11 +195,14 @@ def for_run(folder, cfg: dict) -> Infill:
     """The in-filling model of the run in ``folder``: its ``infill.npz``, else fitted on the
     run's training 2D (:func:`training_poses`) and written there for the next time."""
     path = Path(folder) / INFILL_FILE
-    if path.is_file() and (cached := Infill.load(path)).noise_shares == NOISE_SHARES:
-        return cached  # (a model chosen otherwise, by an earlier rule, is fitted again)
-    try:
+    cached = Infill.load(path) if path.is_file() else None
+    if cached is not None and cached.noise_shares == NOISE_SHARES:
+        return cached
+    try:  # none, or one whose k an earlier rule chose: fitted again where the data is
         x = training_poses(cfg)
     except DataError as e:
+        if cached is not None:  # a folder copied without its data: the model it has
+            return cached
         raise InfillUnavailable(f"no {INFILL_FILE} in {folder} and its training 2D is not "
                                 f"here to fit one ({str(e).split('; ')[0]})") from None
     model = fit_run(x)

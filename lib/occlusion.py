@@ -119,15 +119,18 @@ def protocol_models() -> list[str]:
 
 def model_errors(profile: str, model: str, split: str, seed: int = 0) -> dict:
     """:func:`detector_errors` of one model seed (as the book evaluates it: its flip, its
-    chosen weights), cached in its folder as ``detector-<split>...json``."""
+    chosen weights), cached in its folder as ``detector-<split>...json``, the file named
+    after the in-filling model's ``k`` too."""
     folder = ensure_model(profile, model, seed)
     cfg = model_config(profile, model, seed)
-    name = eval_cache_name(cfg, split).replace("eval-", "detector-")
+    net, norm, run_cfg = Run(folder).load(flip_test=cfg["flip_test"],
+                                           selected=cfg["use_selection"])
+    lifter = PoseLifter(net, norm, run_cfg, str(folder))
+    fills = "" if lifter.handles_missing_joints else f"-infill{for_run(folder, run_cfg).k}"
+    name = eval_cache_name(cfg, split).replace("eval-", "detector-").replace(
+        ".json", f"{fills}.json")  # another in-filling model, another file
 
     def compute():
-        net, norm, run_cfg = Run(folder).load(flip_test=cfg["flip_test"],
-                                               selected=cfg["use_selection"])
-        lifter = PoseLifter(net, norm, run_cfg, str(folder))
         return detector_errors(lifter, D.load(run_cfg, split), seed=0)
 
     return Run(folder).cached(name, compute)

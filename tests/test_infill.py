@@ -120,3 +120,20 @@ def test_without_the_file_and_without_the_data_one_line_error(tmp_path, monkeypa
     (tmp_path / INFILL_FILE).write_bytes(b"torn")
     with pytest.raises(InfillUnavailable, match="unreadable in-filling model"):
         for_run(tmp_path, {})
+
+
+def test_a_model_chosen_by_the_earlier_rule_is_fitted_again_where_the_data_is(tmp_path,
+                                                                            monkeypatch):
+    old = Infill(np.zeros(32), np.ones(32), np.eye(32), 32)  # no noise_shares: earlier rule
+    old.save(tmp_path / INFILL_FILE)
+    monkeypatch.setattr(infill, "load", lambda cfg, name: dict(TRAIN))
+    new = for_run(tmp_path, {"train_size": 1000, "seed": 0})
+    assert new.noise_shares == infill.NOISE_SHARES
+    assert Infill.load(tmp_path / INFILL_FILE).noise_shares == infill.NOISE_SHARES
+    old.save(tmp_path / INFILL_FILE)  # copied without its data: the model it has, not an error
+
+    def no_data(cfg, name):
+        raise DataError("Bandai-Namco data not found")
+
+    monkeypatch.setattr(infill, "load", no_data)
+    assert for_run(tmp_path, {}).k == 32
