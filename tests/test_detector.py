@@ -62,8 +62,11 @@ def test_the_sentences_follow_the_numbers():
                 "lifted_pct": {"ours": {"s": {"miss1": 100.0, "miss2": 98.0}}},
                 "flat": {"s": {"noise2": 80.0}}}
     text = O.detector_text(protocol, "ours", "ours")
-    assert "from 50.0 mm to 55.0 mm" in text and "(1.10 times; 0.69 times flat's 80.0 mm" in text
-    assert "to 60.0 mm with two limb joints missing (1.20 times, 98% of frames lifted)" in text
+    assert "s 50.0 to 55.0 mm (1.10 times; 0.69 times flat's 80.0 mm)" in text
+    assert "missing: s 60.0 mm (1.20 times, 98% of frames lifted)" in text
+    protocol["xy_floor"] = {"s": {"noise2": 30.0}}
+    assert "flat's 80.0 mm; the true 3D, noised alike in the image plane: 30.0 mm)" in \
+        O.detector_text(protocol, "ours", "ours")
     assert "2 of its 4 targets are met" in text  # noise both met; missing and lifted not
 
 
@@ -94,3 +97,13 @@ def test_the_figure_and_table_show_every_model_split_and_perturbation():
     table = O.detector_table(protocol, ["ours"], {"ours": "ours"})
     assert table.shape == (4, len(O.PERTURBATIONS))  # ours and flat, two splits each
     assert table.loc[("ours", "unseen styles"), "miss2"].endswith("(97% lifted)")
+
+
+def test_the_noise_floor_grows_with_the_noise_and_is_zero_without():
+    rng = np.random.default_rng(2)
+    pose3d = rng.normal(size=(200, 17, 3)) * 200
+    pose3d[:, 10, 1], pose3d[:, 3, 1], pose3d[:, 6, 1] = -900, 800, 780  # head up, feet down
+    floor = O.xy_floor({"pose3d": pose3d, "pose2d": pose3d[..., :2]})
+    assert set(floor) == {"noise1", "noise2", "noise4"}
+    assert 0 < floor["noise1"] < floor["noise2"] < floor["noise4"]
+    assert floor["noise4"] == pytest.approx(4 * floor["noise1"], rel=0.15)  # linear in sigma
