@@ -205,30 +205,40 @@ def protocol_text(protocol: dict) -> str:
 
 
 def detector_text(protocol: dict, model: str, label: str) -> str:
-    """The protocol's sentences for ``model``: per split, what 2% noise and two missing
-    limb joints cost against its clean error and against flat on the same input, what the
-    same noise costs the true 3D (``xy_floor``, where recorded), the share of frames
-    lifted, and how many targets are met."""
-    noise, miss, met = [], [], []
-    for split, err in protocol["models"][model].items():
-        clean, n2, m2 = (err[k]["mean"] for k in ("clean", "noise2", "miss2"))
-        flat = protocol["flat"][split]["noise2"]
-        lifted = min(protocol["lifted_pct"][model][split][k] for k in ("miss1", "miss2"))
-        floor = protocol.get("xy_floor", {}).get(split, {}).get("noise2")
-        noise.append(f"{split_name(split)} {clean:.1f} to {n2:.1f} mm ({n2 / clean:.2f} times; "
-                     f"{n2 / flat:.2f} times flat's {flat:.1f} mm"
-                     + (f"; the true 3D, noised alike in the image plane: {floor:.1f} mm)"
-                        if floor is not None else ")"))
-        miss.append(f"{split_name(split)} {m2:.1f} mm ({m2 / clean:.2f} times, {lifted:.0f}% of "
-                    f"frames lifted)")
-        met += [m2 / clean <= TARGET_MISS2, n2 / flat <= TARGET_NOISE2_FLAT,
-                n2 / clean <= TARGET_NOISE2_OWN, lifted >= TARGET_LIFTED]
-    return (f"With noise of 2% of the height, {label}'s error goes from clean to noisy: "
-            + "; ".join(noise) + ". With two limb joints missing: " + "; ".join(miss) + ". "
-            f"{sum(met)} of its {len(met)} targets are met (per split: two missing joints at "
-            f"most {TARGET_MISS2:.2f} times the clean error with at least {TARGET_LIFTED:.0f}% "
-            f"of frames lifted; 2% noise at most {TARGET_NOISE2_FLAT:.2f} times flat's error "
-            f"and {TARGET_NOISE2_OWN:.2f} times its own clean error).")
+    """The protocol's sentences for ``model``, one value per split (``a | b | c``): what 2%
+    noise and two missing limb joints cost against its clean error and against flat on the
+    same input, what the same noise alone costs the true 3D (``xy_floor``, where recorded),
+    the share of frames lifted, and how many targets are met."""
+    err, splits = protocol["models"][model], list(protocol["models"][model])
+
+    def per(fn, fmt=".1f"):
+        return " | ".join(format(fn(s), fmt) for s in splits)
+
+    clean = {s: err[s]["clean"]["mean"] for s in splits}
+    n2 = {s: err[s]["noise2"]["mean"] for s in splits}
+    m2 = {s: err[s]["miss2"]["mean"] for s in splits}
+    flat = {s: protocol["flat"][s]["noise2"] for s in splits}
+    lifted = {s: min(protocol["lifted_pct"][model][s][k] for k in ("miss1", "miss2"))
+              for s in splits}
+    floor = protocol.get("xy_floor")
+    met = sum(r for s in splits for r in (m2[s] / clean[s] <= TARGET_MISS2,
+                                          n2[s] / flat[s] <= TARGET_NOISE2_FLAT,
+                                          n2[s] / clean[s] <= TARGET_NOISE2_OWN,
+                                          lifted[s] >= TARGET_LIFTED))
+    return (f"With noise of 2% of the height, the error of {label} goes from "
+            f"{per(clean.get)} mm ({' | '.join(split_name(s) for s in splits)}) to "
+            f"{per(n2.get)} mm: {per(lambda s: n2[s] / clean[s], '.2f')} times its clean error "
+            f"and {per(lambda s: n2[s] / flat[s], '.2f')} times flat's on the same input "
+            f"({per(flat.get)} mm)"
+            + (f"; the noise alone, added to the true 3D's x and y, costs "
+               f"{per(lambda s: floor[s]['noise2'])} mm" if floor else "")
+            + f". With two limb joints missing: {per(m2.get)} mm "
+            f"({per(lambda s: m2[s] / clean[s], '.2f')} times), "
+            f"{per(lifted.get, '.0f')}% of frames lifted. {met} of its {4 * len(splits)} targets "
+            f"are met (per split: two missing joints at most {TARGET_MISS2:.2f} times the clean "
+            f"error, at least {TARGET_LIFTED:.0f}% lifted; 2% noise at most "
+            f"{TARGET_NOISE2_FLAT:.2f} times flat's error and {TARGET_NOISE2_OWN:.2f} times "
+            f"its own clean error).")
 
 
 def xy_floor(split: dict, seed: int = 0) -> dict:

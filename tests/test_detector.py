@@ -62,10 +62,11 @@ def test_the_sentences_follow_the_numbers():
                 "lifted_pct": {"ours": {"s": {"miss1": 100.0, "miss2": 98.0}}},
                 "flat": {"s": {"noise2": 80.0}}}
     text = O.detector_text(protocol, "ours", "ours")
-    assert "s 50.0 to 55.0 mm (1.10 times; 0.69 times flat's 80.0 mm)" in text
-    assert "missing: s 60.0 mm (1.20 times, 98% of frames lifted)" in text
+    assert "goes from 50.0 mm (s) to 55.0 mm: 1.10 times its clean error and 0.69 times " \
+           "flat's on the same input (80.0 mm). With" in text
+    assert "missing: 60.0 mm (1.20 times), 98% of frames lifted." in text
     protocol["xy_floor"] = {"s": {"noise2": 30.0}}
-    assert "flat's 80.0 mm; the true 3D, noised alike in the image plane: 30.0 mm)" in \
+    assert "(80.0 mm); the noise alone, added to the true 3D's x and y, costs 30.0 mm." in \
         O.detector_text(protocol, "ours", "ours")
     assert "2 of its 4 targets are met" in text  # noise both met; missing and lifted not
 
