@@ -226,6 +226,19 @@ def height_noise(x, share: float, generator=None):
     return x + noise * u * share * pose_height(xy)[:, None]
 
 
+def plain_extent(xy: np.ndarray, visible: np.ndarray, max_px: float,
+                 max_spread: float) -> np.ndarray:
+    """(N,) True where (N, 17, 2) pixels, ``visible`` (N, 17) where seen, have a plain
+    extent: no visible joint beyond ``max_px``, a head-to-pelvis length above zero, and
+    visible joints from the pelvis at most ``max_spread`` such lengths and not all on it."""
+    with np.errstate(invalid="ignore", over="ignore"):  # unseen joints may be NaN or inf
+        far = (visible & (np.abs(xy).max(-1) > max_px)).any(1)
+        scale = chain_length(xy)
+        dist = np.linalg.norm(xy - xy[:, :1], axis=-1)
+        spread = np.where(visible, dist, -np.inf).max(1)
+        return ~far & (spread > 0) & (scale > 0) & (spread <= max_spread * scale)
+
+
 def chain_length(pose):
     """Length of head-neck + neck-thorax + thorax-pelvis, per pose: (..., 17, D) -> (...);
     numpy or torch."""

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .config import pick_device
-from .geometry import C, Normalizer, apply_mask, chain_length
+from .geometry import C, Normalizer, apply_mask, chain_length, plain_extent
 from .infill import MAX_INFILLED, infill_or_reason
 from .models import predict
 from .runs import Run, RunError
@@ -151,8 +151,7 @@ class PoseLifter:
 
     @property
     def handles_missing_joints(self) -> bool:
-        """Only models trained with hidden joints (p_miss > 0) know what a zeroed joint
-        means; a depth-only model needs every joint's position."""
+        """Only a model trained with hidden joints (p_miss > 0, not depth-only) lifts without."""
         return self.cfg.get("p_miss", 0) > 0 and not self.cfg.get("depth_only", False)
 
     def lift(self, keypoints, fmt: str = "h36m17", scores=None, threshold: float = 0.3,
@@ -190,15 +189,9 @@ class PoseLifter:
             w, h = image_size
             inside = (xy[..., 0] >= 0) & (xy[..., 0] <= w) & (xy[..., 1] >= 0) & (xy[..., 1] <= h)
             visible &= inside | ~finite
-        skipped = {}
-        keep = []
-        for i in range(len(kp)):
-            why = self._unusable(xy[i], visible[i])
-            if why:
-                skipped[i] = why
-            else:
-                keep.append(i)
-        keep = np.asarray(keep, dtype=int)
+        flagged = np.flatnonzero(~self._plainly_usable(xy, visible))  # each: its reason
+        skipped = {int(i): why for i in flagged if (why := self._unusable(xy[i], visible[i]))}
+        keep = np.setdiff1d(np.arange(len(kp)), np.fromiter(skipped, int, len(skipped)))
         if len(keep) == 0:
             return LiftResult(np.zeros((0, 17, 3)), keep, None, skipped, np.zeros((0, 17), bool))
         # a missing joint at the root: zero in network space, before the mask zeroes it too
@@ -230,6 +223,16 @@ class PoseLifter:
         skipped = dict(sorted(skipped.items()))
         return LiftResult(poses[finite], keep[finite], None if std is None else std[finite],
                           skipped, ~visible[keep[finite]])
+
+    def _plainly_usable(self, xy: np.ndarray, visible: np.ndarray) -> np.ndarray:
+        """(N,) the frames that pass every check of :meth:`_unusable`, found at once."""
+        miss = (~visible).sum(1)
+        ok = visible[:, SCALE_CHAIN].all(1) & plain_extent(xy, visible, MAX_PX, MAX_SPREAD)
+        if not self.handles_missing_joints:
+            if self.infill is None and (ok & (miss > 0) & (miss <= MAX_INFILLED)).any():
+                self.infill = infill_or_reason(self.source, self.cfg)
+            ok &= (miss == 0) | ((miss <= MAX_INFILLED) & (not isinstance(self.infill, str)))
+        return ok
 
     def _unusable(self, xy: np.ndarray, visible: np.ndarray) -> str | None:
         """Why a frame's (17, 2) pixels, ``visible`` where seen, cannot be lifted; None if
@@ -266,9 +269,7 @@ class PoseLifter:
         return None
 
 
-# --------------------------------------------------------------------------------------
-# files
-# --------------------------------------------------------------------------------------
+# ---- files ----------------------------------------------------------------------------
 
 
 def read_keypoints(path) -> np.ndarray:
@@ -379,8 +380,7 @@ def plot_result(path, keypoints_h36m: np.ndarray, result: LiftResult, fps: float
             ax.cla()
         skeleton_2d(axes[0], keypoints_h36m[result.frames[i], :, :2])
         axes[0].set_title(f"2D input, frame {result.frames[i]}")
-        axes[0].set_xlabel("x (px)")
-        axes[0].set_ylabel("y (px)")
+        axes[0].set(xlabel="x (px)", ylabel="y (px)")
         for ax, (azim, name) in zip(axes[1:], ((-90, "front"), (0, "side")), strict=True):
             skeleton_3d(ax, result.poses[i], radius=radius)
             ax.view_init(elev=10, azim=azim)
