@@ -34,12 +34,23 @@ def agreeing(pairs, flat) -> list[int]:
     k = len(flat)
     for size in range(k, 1, -1):
         groups = [g for g in itertools.combinations(range(k), size)
-                  if all(pairs[i][j] < min(flat[i], flat[j])
-                         for i, j in itertools.combinations(g, 2))]
+                  if all(agree(pairs, flat, i, j) for i, j in itertools.combinations(g, 2))]
         if groups:
             return list(min(groups, key=lambda g: sum(
                 pairs[i][j] for i, j in itertools.combinations(g, 2))))
     return []
+
+
+def agree(pairs, flat, i: int, j: int) -> bool:
+    """Whether trainings i and j agree (:func:`agreeing`): closer to each other than either
+    is to its own flat lift."""
+    return pairs[i][j] < min(flat[i], flat[j])
+
+
+def lone(pairs, flat) -> int:
+    """How many trainings agree with no other (:func:`agree`)."""
+    k = len(flat)
+    return sum(not any(agree(pairs, flat, i, j) for j in range(k) if j != i) for i in range(k))
 
 
 def restarts(pairs, flat, critic_accuracy) -> list[int]:

@@ -214,6 +214,16 @@ def pose_height(xy):
     return (((lower - xy[..., JOINT_INDEX["head"], :]) ** 2).sum(-1)) ** 0.5
 
 
+def detector_noise(xy: np.ndarray, share: float, rng: np.random.Generator,
+                   height: np.ndarray | None = None) -> np.ndarray:
+    """(N, J, 2) poses plus Gaussian noise of ``share`` of each pose's 2D height
+    (``height``, (N,); by default :func:`pose_height` of 17-joint ``xy``), independent per
+    joint and coordinate: a detector's error."""
+    xy = np.asarray(xy, dtype=np.float64)
+    height = pose_height(xy) if height is None else height
+    return xy + rng.normal(size=xy.shape) * (share * height)[:, None, None]
+
+
 def height_noise(x, share: float, generator=None):
     """(B, 32) network 2D poses (root removed) with Gaussian noise of standard deviation
     ``u * share`` of each pose's 2D height, ``u`` uniform in [0, 1] per pose: a detector's

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import load
-from .geometry import C, Normalizer, pose_height
+from .geometry import C, Normalizer, detector_noise, pose_height
 from .skeleton import LIMB_JOINTS
 from .splits import DataError, atomic_savez, subset
 
@@ -161,7 +161,8 @@ def infill_error(model: Infill, x: np.ndarray, vis: np.ndarray,
 def noisy(x: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
     """(N, 32) normalised poses with Gaussian noise of ``share`` of each one's 2D height."""
     xy = np.concatenate([np.zeros((len(x), 1, 2)), x.reshape(len(x), 16, 2)], 1)
-    return x + rng.normal(size=x.shape) * (share * pose_height(xy))[:, None]
+    return detector_noise(x.reshape(len(x), 16, 2), share, rng,
+                          pose_height(xy)).reshape(len(x), 32)
 
 
 def fit_run(x: np.ndarray, seed: int = 0, ks=K_GRID, shares=NOISE_SHARES) -> Infill:

@@ -59,6 +59,11 @@ MAX_PX = 1e6  # a keypoint farther from the image's origin is no position in an 
 MAX_SPREAD = 1e3
 
 
+def handles_missing_joints(cfg: dict) -> bool:
+    """Only a model trained with hidden joints (p_miss > 0, not depth-only) lifts without."""
+    return cfg.get("p_miss", 0) > 0 and not cfg.get("depth_only", False)
+
+
 class LiftError(ValueError):
     """Input that cannot be lifted: the message names the file and what is wrong."""
 
@@ -149,11 +154,6 @@ class PoseLifter:
                             f"{e}); train the run again") from None
         return cls(net, norm, cfg, str(run.path))
 
-    @property
-    def handles_missing_joints(self) -> bool:
-        """Only a model trained with hidden joints (p_miss > 0, not depth-only) lifts without."""
-        return self.cfg.get("p_miss", 0) > 0 and not self.cfg.get("depth_only", False)
-
     def lift(self, keypoints, fmt: str = "h36m17", scores=None, threshold: float = 0.3,
              k: int = 1, image_size=None, seed: int = 0, where: str = "input") -> LiftResult:
         """Lift (N, 17, 2) pixel keypoints (or (N, 17, 3) with a confidence per joint).
@@ -198,7 +198,7 @@ class PoseLifter:
         xy = np.where(visible[keep, :, None], xy[keep], xy[keep, :1])
         # each pose by its own head-to-pelvis length: any camera, any resolution
         x = torch.as_tensor(Normalizer("pose", C).pose2d(xy), device=self.device)
-        if self.handles_missing_joints:
+        if handles_missing_joints(self.cfg):
             mask = torch.as_tensor(visible[keep, 1:], dtype=torch.float32, device=self.device)
             x = apply_mask(x, mask)
         elif not visible[keep].all():  # in-filled from the visible joints (lib.infill)
@@ -228,7 +228,7 @@ class PoseLifter:
         """(N,) the frames that pass every check of :meth:`_unusable`, found at once."""
         miss = (~visible).sum(1)
         ok = visible[:, SCALE_CHAIN].all(1) & plain_extent(xy, visible, MAX_PX, MAX_SPREAD)
-        if not self.handles_missing_joints:
+        if not handles_missing_joints(self.cfg):
             if self.infill is None and (ok & (miss > 0) & (miss <= MAX_INFILLED)).any():
                 self.infill = infill_or_reason(self.source, self.cfg)
             ok &= (miss == 0) | ((miss <= MAX_INFILLED) & (not isinstance(self.infill, str)))
@@ -244,7 +244,7 @@ class PoseLifter:
             return "no person (every joint missing, zero or not finite)"
         if needed:
             return f"missing {', '.join(JOINTS[j] for j in needed)}: needed for the pose's scale"
-        if miss and not self.handles_missing_joints:
+        if miss and not handles_missing_joints(self.cfg):
             if len(miss) <= MAX_INFILLED and self.infill is None:
                 self.infill = infill_or_reason(self.source, self.cfg)
             if len(miss) > MAX_INFILLED or isinstance(self.infill, str):

@@ -35,9 +35,9 @@ import torch
 from . import data as D
 from . import zoo
 from .experiment import ensure_model, eval_cache_name, model_config, test_splits
-from .geometry import center, pose_height
+from .geometry import center, detector_noise
 from .infill import for_run, infill_error, normalise
-from .lift import PoseLifter
+from .lift import PoseLifter, handles_missing_joints
 from .metrics import pa_mpjpe
 from .report import aggregate, mean_std, split_name
 from .runs import Run
@@ -68,7 +68,7 @@ def detector_input(xy: np.ndarray, name: str, seed: int = 0) -> np.ndarray:
     k = list(PERTURBATIONS).index(name)
     rng = np.random.default_rng([seed, k])
     xy = np.asarray(xy, dtype=np.float64)
-    noisy = xy + rng.normal(size=xy.shape) * (noise * pose_height(xy))[:, None, None]
+    noisy = detector_noise(xy, noise, rng)
     return np.concatenate([noisy, hide(len(xy), hidden, seed * 100 + k)[..., None]], -1)
 
 
@@ -123,14 +123,15 @@ def model_errors(profile: str, model: str, split: str, seed: int = 0) -> dict:
     after the in-filling model's ``k`` too."""
     folder = ensure_model(profile, model, seed)
     cfg = model_config(profile, model, seed)
-    net, norm, run_cfg = Run(folder).load(flip_test=cfg["flip_test"],
-                                           selected=cfg["use_selection"])
-    lifter = PoseLifter(net, norm, run_cfg, str(folder))
-    fills = "" if lifter.handles_missing_joints else f"-infill{for_run(folder, run_cfg).k}"
+    run_cfg = Run((Run(folder).members() or [folder])[0]).config()  # the trained one's
+    fills = "" if handles_missing_joints(cfg) else f"-infill{for_run(folder, run_cfg).k}"
     name = eval_cache_name(cfg, split).replace("eval-", "detector-").replace(
         ".json", f"{fills}.json")  # another in-filling model, another file
 
-    def compute():
+    def compute():  # the lifter is loaded only when the numbers are not cached
+        net, norm, _ = Run(folder).load(flip_test=cfg["flip_test"],
+                                         selected=cfg["use_selection"])
+        lifter = PoseLifter(net, norm, run_cfg, str(folder))
         return detector_errors(lifter, D.load(run_cfg, split), seed=0)
 
     return Run(folder).cached(name, compute)
@@ -247,13 +248,12 @@ def xy_floor(split: dict, seed: int = 0) -> dict:
     what the noise alone costs a lifter that keeps the input's x, y, as ours does."""
     s = protocol_split(split, seed)
     gt = center(np.asarray(s["pose3d"], dtype=np.float64))
-    height = pose_height(gt[..., :2])
     out = {}
     for k, (name, (share, hidden)) in enumerate(PERTURBATIONS.items()):
         if share and not hidden:
             rng = np.random.default_rng([seed, k])
             noisy = gt.copy()
-            noisy[..., :2] += rng.normal(size=gt[..., :2].shape) * (share * height)[:, None, None]
+            noisy[..., :2] = detector_noise(gt[..., :2], share, rng)
             out[name] = float(pa_mpjpe(torch.as_tensor(noisy), torch.as_tensor(gt)).mean())
     return out
 
@@ -282,7 +282,7 @@ def measure(lifter: PoseLifter, split: dict, counts=(1, 2), seed: int = 0) -> di
                  "inferred_frames": int(res.inferred.any(1).sum()),
                  "clean_mm": ref, "infilled_mm": float(err[both].mean()),
                  "ratio": float(err[both].mean() / ref)}
-        if n and not lifter.handles_missing_joints and not isinstance(lifter.infill, str):
+        if n and not handles_missing_joints(lifter.cfg) and not isinstance(lifter.infill, str):
             entry["infill_2d_err"] = infill_error(lifter.infill, normalise(xy), conf[:, 1:] > 0)
         entry["skipped_reasons"] = sorted({why.split(":")[0] for why in res.skipped.values()})
         out[str(n)] = entry

@@ -238,13 +238,6 @@ LEVERS = (
 ADDED = (("2D noise as a detector's in training", "ours_v1_one", "ours_noisy"),)
 
 
-def lone(record: dict) -> int:
-    """How many of a restart record's trainings agreed with no other."""
-    p, f = record["pairs"], record["flat"]
-    return sum(all(p[i][j] >= min(f[i], f[j]) for j in range(len(f)) if j != i)
-               for i in range(len(f)))
-
-
 def without_spares(profile: str, model: str, seed: int) -> tuple[Path, bool]:
     """(the folder that predicts as ``model`` would without spare trainings, whether a spare
     was needed for two of its first trainings to agree): the choice of
@@ -290,7 +283,7 @@ def levers(profile: str, seeds: int = 3) -> dict:
                                                            selected=cfg["use_selection"]))
     for m in ("ours_v1_one", "ours_simple"):  # one training: the restarts' records say more
         recs = [restart_choice(profile, zoo.trained(m), s) for s in range(seeds)]
-        rows[m]["lone"] = [lone(r) for r in recs]
+        rows[m]["lone"] = [choose.lone(r["pairs"], r["flat"]) for r in recs]
         rows[m]["spare_needed"] = [without_spares(profile, zoo.trained(m), s)[1]
                                    for s in range(seeds)]
     cfg = model_config(profile, "ours_v1")

@@ -27,7 +27,7 @@ from .bnmd import (
     take_arrays,
 )
 from .camera import Rig
-from .geometry import center, pose_height
+from .geometry import center, detector_noise
 from .lift import PoseLifter
 from .metrics import pa_mpjpe, procrustes_align
 from .splits import SPLITS
@@ -71,14 +71,6 @@ def native_takes(split: str = "test_unseen_styles", takes: int | None = None, so
                 for i, n in enumerate(f["names"])]
 
 
-def noisy(xy, share: float, rng) -> np.ndarray:
-    """(F, 17, 2) pixels with Gaussian noise of ``share`` of each pose's 2D height (head to
-    the lower ankle), independent per frame and joint: a detector's error, as in
-    ``lib.occlusion.detector_input``."""
-    xy = np.asarray(xy, dtype=np.float64)
-    return xy + rng.normal(size=xy.shape) * (share * pose_height(xy))[:, None, None]
-
-
 def scores(pred, gt) -> dict:
     """PA-MPJPE (mm, no reflections) and MPJAE (mm/frame^2) of the Procrustes-aligned poses
     (each frame aligned on its own, as PA-MPJPE aligns it), and MPJAE of the root-relative
@@ -101,7 +93,7 @@ def video_study(lifter, takes: list[dict], noise=(0.0, 0.02), seed: int = 0,
         for j, take in enumerate(takes):
             xy = take["pose2d"].astype(np.float64)
             if share:
-                xy = noisy(xy, share, np.random.default_rng([seed, i, j]))
+                xy = detector_noise(xy, share, np.random.default_rng([seed, i, j]))
             res = lifter.lift(xy)
             if len(res.frames) != len(xy) or np.any(np.diff(res.frames) != 1):
                 skipped += len(xy) - len(res.frames)  # scored over the frames kept, in order

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from lib import choose
+from lib.choose import lone
 from lib.config import ConfigError, make_config
-from lib.study import lone
 from lib.views import NovelViews
 
 OURS = {"critic": [86.0, 88.0, 87.0], "knees": [0.0, 0.0, 0.0]}  # critic std 1.0
@@ -37,8 +37,8 @@ def test_the_critic_noise_is_the_noisier_row_s():
 def test_lone_counts_trainings_closer_to_flat_than_to_every_other():
     record = {"pairs": [[0, 27, 129, 15], [27, 0, 127, 30], [129, 127, 0, 130],
                         [15, 30, 130, 0]], "flat": [70, 66, 63, 70]}
-    assert lone(record) == 1  # the third (a failed training)
-    assert lone({"pairs": [[0, 80], [80, 0]], "flat": [60, 70]}) == 2
+    assert lone(record["pairs"], record["flat"]) == 1  # the third (a failed training)
+    assert lone([[0, 80], [80, 0]], [60, 70]) == 2
 
 
 def test_the_frozen_vertical_is_the_upright_start_s_last_epoch_mean():
