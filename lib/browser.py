@@ -74,8 +74,8 @@ def text_problems(text: str) -> list[str]:
 # a cell that calls one of these means to draw a figure (lib.plots' helpers draw on axes)
 PLOTTING = re.compile(r"\b(?:plt\.(?:subplots|figure|plot|imshow|hist|scatter|bar)"
                       r"|\.add_subplot|\.imshow|skeleton_[23]d|overlay_3d|curves"
-                      r"|histogram_over_epochs|headline_figure)\s*\(")
-IMAGES = ("image/png", "image/svg+xml", "image/jpeg")
+                      r"|histogram_over_epochs|headline_figure|animate_3d)\s*\(")
+IMAGES = ("image/png", "image/svg+xml", "image/jpeg", "image/gif")
 
 
 def _source(cell: dict) -> str:

@@ -124,7 +124,7 @@ def model_errors(profile: str, model: str, split: str, seed: int = 0) -> dict:
     folder = ensure_model(profile, model, seed)
     cfg = model_config(profile, model, seed)
     run_cfg = Run((Run(folder).members() or [folder])[0]).config()  # the trained one's
-    fills = "" if handles_missing_joints(cfg) else f"-infill{for_run(folder, run_cfg).k}"
+    fills = "" if handles_missing_joints(cfg) else f"-knn{for_run(folder, run_cfg).k}"
     name = eval_cache_name(cfg, split).replace("eval-", "detector-").replace(
         ".json", f"{fills}.json")  # another in-filling model, another file
 

@@ -72,6 +72,39 @@ CURVE_NAMES = {
 }
 
 
+def animate_3d(path, panels: dict, fps: float = 30, reference=None, elev: float = 10,
+               azim: float = 0, dpi: int = 60):
+    """A gif of (T, 17, 3) pose sequences side by side, one 3D panel each (title: its key),
+    one scale for all; ``reference`` (T, 17, 3), if given, drawn faint in every panel.
+    Drawn by Agg on a figure of its own (a notebook's pyplot is left alone)."""
+    from matplotlib import animation
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    seqs = {k: _np(v) for k, v in panels.items()}
+    frames = {len(v) for v in seqs.values()} | ({len(reference)} if reference is not None else set())
+    if len(frames) != 1:
+        raise ValueError(f"every sequence needs the same number of frames, got {sorted(frames)}")
+    fig = Figure(figsize=(3.2 * len(seqs), 3.4))
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(1, len(seqs), j + 1, projection="3d") for j in range(len(seqs))]
+    radius = 1.1 * max(float(np.abs(v - v[:, :1]).max()) for v in seqs.values())
+
+    def draw(t):
+        for ax, (title, seq) in zip(axes, seqs.items(), strict=True):
+            ax.cla()
+            if reference is not None:
+                skeleton_3d(ax, reference[t], colour="0.6", alpha=0.5, radius=radius)
+            skeleton_3d(ax, seq[t], radius=radius)
+            ax.view_init(elev=elev, azim=azim)
+            ax.set_title(title, fontsize=10)
+            ax.tick_params(labelsize=7)
+
+    anim = animation.FuncAnimation(fig, draw, frames=range(frames.pop()))
+    anim.save(path, writer=animation.PillowWriter(fps=fps), dpi=dpi)
+    return path
+
+
 def curves(history: list[dict], keys, ax=None, logy: bool = False, title: str | None = None,
            ylabel: str | None = None, label: str | None = None):
     """Plot history columns against the epoch (rows lacking a key are skipped), each named

@@ -38,7 +38,7 @@ def test_a_plotting_cell_with_its_picture_passes_and_fails_with_it_removed():
 
 @pytest.mark.parametrize("source", ["skeleton_2d(axes[1], h36m)", "fig = plt.figure()",
                                     "ax = fig.add_subplot(1, 3, 1)", "curves(h, ['proj'], ax)",
-                                    "overlay_3d(ax, gt, pred)"])
+                                    "overlay_3d(ax, gt, pred)", "animate_3d(path, panels)"])
 def test_every_plotting_helper_counts_as_drawing(source):
     assert browser.draws(_code(source))
 

@@ -1,5 +1,5 @@
-"""In-filling missing 2D joints (lib/infill.py): Gaussian conditioning by hand, exact
-recovery in a low-dimensional subspace, the choice of k from 2D, the run folder's cache."""
+"""In-filling missing 2D joints (lib/infill.py): nearest neighbours' offsets by hand, exact
+recovery of a known pose, the choice of k from 2D, the run folder's cache."""
 
 import numpy as np
 import pytest
@@ -12,66 +12,56 @@ from lib.skeleton import LIMB_JOINTS
 from lib.splits import DataError
 
 
-def from_cov(mean, cov) -> Infill:
-    vals, vecs = np.linalg.eigh(cov)
-    order = np.argsort(vals)[::-1]
-    return Infill(np.asarray(mean, float), vals[order], vecs[:, order], len(mean))
-
-
-def test_conditional_mean_of_a_gaussian_by_hand():
-    # joint 0 (coordinates 0, 1) correlated with joint 1 (2, 3): cov 0.5, variances 1 and 2
-    cov = np.eye(32)
-    cov[2, 2] = cov[3, 3] = 2.0
-    cov[0, 2] = cov[2, 0] = cov[1, 3] = cov[3, 1] = 0.5
-    mean = np.arange(32) / 10
-    model = from_cov(mean, cov)
-    x = mean + 1.0
-    x[2], x[3] = mean[2] + 4.0, mean[3] - 2.0
+def test_missing_joints_hang_from_their_nearest_visible_ancestor_by_hand():
+    # three reference poses; a query nearest to the first two on its visible joints
+    ref = np.zeros((3, 16, 2))
+    ref[:, 11] = [[1.0, 1.0], [1.0, 1.2], [9.0, 9.0]]  # l_elbow (skeleton joint 12)
+    ref[:, 12] = [[1.0, 2.0], [1.4, 2.2], [9.0, 9.0]]  # l_wrist (13): offsets (0,1), (.4,1)
+    ref[:, 10] = [[0.5, 0.5], [0.5, 0.5], [9.0, 9.0]]  # l_shoulder (11)
+    model = Infill(ref.reshape(3, 32), 2)
+    q = np.zeros((1, 16, 2))
+    q[0, 11], q[0, 10] = [2.0, 1.0], [0.5, 0.5]
     vis = np.ones((1, 16), bool)
-    vis[0, 0] = False
-    got = model.fill(np.where(np.repeat(vis, 2, 1), x, np.nan), vis)[0]
-    # E[x0 | x2] = mu0 + 0.5 / 2 (x2 - mu2): the others are independent of joint 0
-    assert got[0] == pytest.approx(mean[0] + 0.25 * 4.0)
-    assert got[1] == pytest.approx(mean[1] + 0.25 * -2.0)
-    np.testing.assert_array_equal(got[2:], x[2:])  # visible coordinates untouched
-    # nothing visible that correlates: the mean
-    cov2 = np.eye(32)
-    got = from_cov(mean, cov2).fill(x[None], vis)[0]
-    assert got[:2].tolist() == pytest.approx(mean[:2].tolist())
-    # fitted on samples of that Gaussian, the same answer
-    rng = np.random.default_rng(0)
-    sample = rng.multivariate_normal(mean, cov, 20000)
-    fitted = Infill.fit(sample).fill(np.where(np.repeat(vis, 2, 1), x, 0.0), vis)[0]
-    assert fitted[:2] == pytest.approx([mean[0] + 1.0, mean[1] - 0.5], abs=0.08)
+    vis[0, 12] = False  # the wrist missing: the query's own elbow plus the mean offset
+    got = model.fill(np.where(np.repeat(vis, 2, 1), q.reshape(1, 32), np.nan), vis)[0]
+    assert got.reshape(16, 2)[12].tolist() == pytest.approx([2.0 + 0.2, 1.0 + 1.0])
+    np.testing.assert_array_equal(np.delete(got, [24, 25]), np.delete(q.ravel(), [24, 25]))
+    # elbow and wrist missing: both hang from the shoulder, from the neighbours found on
+    # what is left visible (k = 1: the first reference pose alone)
+    vis[0, 11] = False
+    got = model.with_k(1).fill(q.reshape(1, 32), vis)[0].reshape(16, 2)
+    assert got[11].tolist() == pytest.approx([0.5 + 0.5, 0.5 + 0.5])
+    assert got[12].tolist() == pytest.approx([0.5 + 0.5, 0.5 + 1.5])
+    assert infill.anchors(vis[0])[[12, 13, 11]].tolist() == [11, 11, 11]
+    # several k from one search agree with each k alone
+    many = model.fills(q.reshape(1, 32), vis, (1, 2))
+    for k in (1, 2):
+        np.testing.assert_array_equal(many[k], model.with_k(k).fill(q.reshape(1, 32), vis))
 
 
-def test_a_missing_joint_is_recovered_exactly_in_a_low_dimensional_subspace():
+def test_a_pose_among_the_references_is_recovered_exactly():
     rng = np.random.default_rng(1)
-    basis = rng.normal(size=(3, 32))
-    x = 0.3 + rng.normal(size=(2000, 3)) @ basis  # every pose in a 3-dimensional subspace
+    x = rng.normal(size=(2000, 32))
     truth = x[:5].copy()
     vis = np.ones((5, 16), bool)
     vis[:, [1, 12]] = False  # knee and wrist, as network joints (the skeleton's minus one)
     vis[3, 5] = False
-    for model in (Infill.fit(x, k=3), Infill.fit(x, k=32), fit_run(x, shares=(0.0,))):
-        got = model.fill(np.where(np.repeat(vis, 2, 1), truth, 123.0), vis)
-        np.testing.assert_allclose(got, truth, atol=1e-3)
-    chosen = fit_run(x, shares=(0.0,))  # k chosen on clean held-out joints
-    assert chosen.k >= 3 and set(chosen.errors) == set(infill.K_GRID)
-    assert chosen.errors[chosen.k] < 1e-3  # held-out 2D error, in head-to-pelvis lengths
+    got = Infill(x, 1).fill(np.where(np.repeat(vis, 2, 1), truth, 123.0), vis)
+    np.testing.assert_allclose(got, truth, atol=1e-5)
+    chosen = fit_run(x, shares=(0.0,))  # k chosen on held-out joints (not in the references)
+    assert set(chosen.errors) == set(infill.K_GRID) and chosen.k in infill.K_GRID
+    assert chosen.errors[chosen.k] == min(chosen.errors.values())
+    with pytest.raises(ValueError, match="must be"):
+        chosen.fill(x[:2], vis[:1])
 
 
-def test_k_chosen_with_noisy_joints_in_fills_noisy_input_better():
-    rng = np.random.default_rng(4)  # as real poses: variances falling over 5 decades
-    basis = np.linalg.qr(rng.normal(size=(32, 32)))[0]
-    x = rng.normal(size=(5000, 32)) * np.logspace(0, -2.5, 32) @ basis.T
-    full, mixed = Infill.fit(x, k=32), fit_run(x)  # every component: what clean 2D chose
-    assert mixed.noise_shares == infill.NOISE_SHARES and mixed.k < 32
-    held = x[rng.permutation(len(x))[:2000]]
-    vis = infill.hide_limbs(len(held), rng)
-    given = infill.noisy(held, 0.02, rng)
-    assert (infill.infill_error(mixed, held, vis, given)
-            < 0.95 * infill.infill_error(full, held, vis, given))
+def test_more_neighbours_are_chosen_when_the_visible_joints_are_noisy():
+    rng = np.random.default_rng(4)  # as real poses: on a curved low-dimensional surface
+    t = rng.uniform(0, 2 * np.pi, (5000, 2))
+    x = np.concatenate([np.cos(t), np.sin(t), np.cos(2 * t), np.sin(2 * t)], 1) @ rng.normal(
+        size=(8, 32))
+    clean, mixed = fit_run(x, shares=(0.0,)), fit_run(x)
+    assert mixed.noise_shares == infill.NOISE_SHARES and mixed.k > clean.k
 
 
 def test_hidden_limb_joints_are_limb_joints_and_distinct():
@@ -97,8 +87,7 @@ def test_the_cache_file_round_trip(tmp_path, monkeypatch):
     assert calls == ["train"] and (tmp_path / INFILL_FILE).is_file()
     again = for_run(tmp_path, cfg)  # read back: the data is not read again
     assert calls == ["train"]
-    for key in ("mean", "eigvals", "eigvecs"):
-        np.testing.assert_array_equal(getattr(made, key), getattr(again, key))
+    np.testing.assert_array_equal(made.poses, again.poses)
     assert again.k == made.k and again.errors == pytest.approx(made.errors)
     x = normalise(TRAIN["pose2d"][:20])
     vis = np.ones((20, 16), bool)
@@ -111,7 +100,7 @@ def test_without_the_file_and_without_the_data_one_line_error(tmp_path, monkeypa
         raise DataError("Bandai-Namco data not found; looked at /nowhere. How to get it: ...")
 
     monkeypatch.setattr(infill, "load", no_data)
-    with pytest.raises(InfillUnavailable, match=r"no infill.npz in .* training 2D is not "
+    with pytest.raises(InfillUnavailable, match=r"no infill-knn.npz in .* training 2D is not "
                                                 r"here to fit one \(Bandai-Namco data not "
                                                 r"found\)$") as e:
         for_run(tmp_path, {})
@@ -124,7 +113,7 @@ def test_without_the_file_and_without_the_data_one_line_error(tmp_path, monkeypa
 
 def test_a_model_chosen_by_the_earlier_rule_is_fitted_again_where_the_data_is(tmp_path,
                                                                             monkeypatch):
-    old = Infill(np.zeros(32), np.ones(32), np.eye(32), 32)  # no noise_shares: earlier rule
+    old = Infill(np.zeros((3, 32)), 3)  # no noise_shares: an earlier rule chose its k
     old.save(tmp_path / INFILL_FILE)
     monkeypatch.setattr(infill, "load", lambda cfg, name: dict(TRAIN))
     new = for_run(tmp_path, {"train_size": 1000, "seed": 0})
@@ -136,4 +125,4 @@ def test_a_model_chosen_by_the_earlier_rule_is_fitted_again_where_the_data_is(tm
         raise DataError("Bandai-Namco data not found")
 
     monkeypatch.setattr(infill, "load", no_data)
-    assert for_run(tmp_path, {}).k == 32
+    assert for_run(tmp_path, {}).k == 3

@@ -189,3 +189,18 @@ def test_video_cli_refuses_what_is_not_one_persons_frames_in_order(run, tmp_path
     with pytest.raises(SystemExit, match=f"^error: {path}: {message}") as e:
         cli(run, path)
     assert "\n" not in str(e.value)
+
+
+def test_animate_3d_writes_a_gif_of_every_frame_and_refuses_unequal_takes(tmp_path):
+    from PIL import Image
+
+    from lib.plots import animate_3d
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(5, 17, 3)) * 100
+    path = animate_3d(tmp_path / "take.gif", {"ground truth": truth, "lift": truth + 5},
+                      fps=10, reference=truth)
+    with Image.open(path) as gif:
+        assert gif.format == "GIF" and gif.n_frames == 5
+    with pytest.raises(ValueError, match=r"same number of frames, got \[4, 5\]"):
+        animate_3d(tmp_path / "bad.gif", {"a": truth, "b": truth[:4]})
