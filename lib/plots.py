@@ -85,8 +85,9 @@ def animate_3d(path, panels: dict, fps: float = 30, reference=None, elev: float 
     frames = {len(v) for v in seqs.values()} | ({len(reference)} if reference is not None else set())
     if len(frames) != 1:
         raise ValueError(f"every sequence needs the same number of frames, got {sorted(frames)}")
-    fig = Figure(figsize=(3.2 * len(seqs), 3.4))
+    fig = Figure(figsize=(3.2 * len(seqs), 3.2))
     FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0, right=1, bottom=0.04, top=0.92, wspace=0)
     axes = [fig.add_subplot(1, len(seqs), j + 1, projection="3d") for j in range(len(seqs))]
     radius = 1.1 * max(float(np.abs(v - v[:, :1]).max()) for v in seqs.values())
 
@@ -97,6 +98,7 @@ def animate_3d(path, panels: dict, fps: float = 30, reference=None, elev: float 
                 skeleton_3d(ax, reference[t], colour="0.6", alpha=0.5, radius=radius)
             skeleton_3d(ax, seq[t], radius=radius)
             ax.view_init(elev=elev, azim=azim)
+            ax.set_box_aspect((1, 1, 1), zoom=1.3)
             ax.set_title(title, fontsize=10)
             ax.tick_params(labelsize=7)
 
