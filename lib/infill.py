@@ -28,6 +28,7 @@ that reason.
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +197,9 @@ def training_poses(cfg: dict) -> np.ndarray:
     return normalise(subset(train, FIT_POSES)["pose2d"])
 
 
+_FITTED: dict[str, Infill] = {}  # this process's models by their training poses' hash
+
+
 def for_run(folder, cfg: dict) -> Infill:
     """The in-filling model of the run in ``folder``: its :data:`INFILL_FILE`, else made from the
     run's training 2D (:func:`training_poses`) and written there for the next time."""
@@ -210,7 +214,8 @@ def for_run(folder, cfg: dict) -> Infill:
             return cached
         raise InfillUnavailable(f"no {INFILL_FILE} in {folder} and its training 2D is not "
                                 f"here to fit one ({str(e).split('; ')[0]})") from None
-    model = fit_run(x)
+    key = hashlib.sha1(np.ascontiguousarray(x)).hexdigest()  # the same data, the same model
+    model = _FITTED[key] = _FITTED.get(key) or fit_run(x)
     try:
         model.save(path)
     except OSError:  # a read-only run folder: use it, fit again next time
