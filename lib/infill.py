@@ -15,7 +15,7 @@ bodies of other proportions. The linear-Gaussian model it replaced (probabilisti
 conditional means) cost ours 1.21 | 1.22 | 1.15 times its clean error with two limb joints
 missing (unseen styles | motions | rig; the default build's detector-like protocol, 3 seeds),
 this 1.07 | 1.14 | 1.09 times. ``k`` is chosen from 2D alone
-(:func:`fit_run`): the in-filling error on held-out training poses with 1 to 4 random limb
+(:func:`fit_run`): the in-filling error on held-out training takes with 1 to 4 random limb
 joints hidden, the visible ones clean and noisy as a detector gives them. No 3D is read.
 
 The model of a run is cached in its folder (:data:`INFILL_FILE`, :func:`for_run`), so a run
@@ -98,28 +98,31 @@ class Infill:
         vis = np.asarray(visible, dtype=bool)
         if x.ndim != 2 or x.shape[1] != 32 or vis.shape != (len(x), 16):
             raise ValueError(f"x {x.shape} must be (N, 32) and visible {vis.shape} (N, 16)")
-        ks = sorted({min(int(k), len(self.poses)) for k in ks})
+        ks = sorted({int(k) for k in ks})  # k beyond the references: every reference
         out = {k: x.copy() for k in ks}
         ref = torch.as_tensor(self.poses, dtype=torch.float32)
         ref17 = torch.cat([torch.zeros(len(ref), 1, 2), ref.view(-1, 16, 2)], 1)
+        most = min(ks[-1], len(ref))
         patterns, which = np.unique(vis, axis=0, return_inverse=True)
         for p, pattern in enumerate(patterns):
-            if pattern.all():
+            if pattern.all() or not most:
                 continue
             cols = torch.as_tensor(np.repeat(pattern, 2))
+            seen_ref = ref[:, cols]
             anchor = anchors(pattern)
             missing = np.flatnonzero(~pattern) + 1  # skeleton joints
+            cols_m = (2 * (missing - 1)[:, None] + np.arange(2)).ravel()
             rows = np.flatnonzero(which.ravel() == p)
             for start in range(0, len(rows), CHUNK):
                 r = rows[start:start + CHUNK]
                 q = torch.as_tensor(x[r], dtype=torch.float32)
-                near = torch.cdist(q[:, cols], ref[:, cols]).topk(ks[-1], largest=False).indices
+                near = torch.cdist(q[:, cols], seen_ref).topk(most, largest=False).indices
                 q17 = torch.cat([torch.zeros(len(r), 1, 2), q.view(-1, 16, 2)], 1)
+                nb = ref17[near]  # (r, most, 17, 2)
                 # each neighbour's missing joints as offsets from their anchors
-                offset = ref17[near][:, :, missing] - ref17[near][:, :, anchor[missing]]
+                offset = nb[:, :, missing] - nb[:, :, anchor[missing]]
                 for k in ks:
                     placed = q17[:, anchor[missing]] + offset[:, :k].mean(1)  # (r, m, 2)
-                    cols_m = (2 * (missing - 1)[:, None] + np.arange(2)).ravel()
                     out[k][np.ix_(r, cols_m)] = placed.reshape(len(r), -1).double().numpy()
         return out
 
@@ -172,29 +175,43 @@ def noisy(x: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
                           pose_height(xy)).reshape(len(x), 32)
 
 
-def fit_run(x: np.ndarray, seed: int = 0, ks=K_GRID, shares=NOISE_SHARES) -> Infill:
-    """The model of (N, 32) normalised training poses: ``k`` chosen on :data:`HOLDOUT`
-    held-out poses (at most a tenth; 1-4 random limb joints hidden per pose, the visible
-    ones clean and with each noise of ``shares``, fixed seed; the lowest mean error of the
-    in-filled joints against their true place) with the rest as neighbours; the model
-    keeps all of them."""
+def fit_run(x: np.ndarray, seed: int = 0, ks=K_GRID, shares=NOISE_SHARES,
+            groups=None) -> Infill:
+    """The model of (N, 32) normalised training poses: ``k`` chosen on about
+    :data:`HOLDOUT` held-out poses (at most a tenth; whole ``groups``, the takes, where given,
+    so that no near-copy of a held-out pose from the same take is among the neighbours; 1-4
+    random limb joints hidden per pose, the visible ones clean and with each noise of
+    ``shares``, fixed seed; the lowest mean error of the in-filled joints against their true
+    place) with the rest as neighbours; the model keeps all of them."""
     rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(x))
     cut = max(1, min(HOLDOUT, len(x) // 10))
-    held, rest = x[idx[:cut]], x[idx[cut:]]
+    if groups is None:
+        held_out = np.zeros(len(x), bool)
+        held_out[rng.permutation(len(x))[:cut]] = True
+    else:  # whole takes, in a random order, until about ``cut`` poses
+        codes, sizes = np.unique(groups, return_counts=True)
+        order = rng.permutation(len(codes))
+        upto = np.searchsorted(np.cumsum(sizes[order]), cut) + 1
+        held_out = np.isin(groups, codes[order[:upto]])
+        if held_out.sum() > len(x) // 2:  # one take, or one that is most of them: at random
+            held_out = np.zeros(len(x), bool)
+            held_out[rng.permutation(len(x))[:cut]] = True
+    held, rest = x[held_out], x[~held_out]
     vis = hide_limbs(len(held), rng)
     scores = [infill_error(Infill(rest, 1), held, vis, noisy(held, share, rng), ks)
               for share in shares]
-    errors = {int(k): float(np.mean([s[min(k, len(rest))] for s in scores])) for k in ks}
+    errors = {int(k): float(np.mean([s[k] for s in scores])) for k in ks}
     best = min(errors, key=errors.get)
     return Infill(np.asarray(x, np.float32), best, errors, tuple(shares))
 
 
-def training_poses(cfg: dict) -> np.ndarray:
+def training_poses(cfg: dict) -> tuple[np.ndarray, np.ndarray | None]:
     """The run's training 2D, the poses it trained on (its ``train_size`` subset), at most
-    :data:`FIT_POSES`, normalised; raises ``lib.splits.DataError`` without the data."""
-    train = subset(load(cfg, "train"), cfg.get("train_size"), cfg.get("seed", 0))
-    return normalise(subset(train, FIT_POSES)["pose2d"])
+    :data:`FIT_POSES`, normalised, and each pose's take (None if the split has none);
+    raises ``lib.splits.DataError`` without the data."""
+    train = subset(subset(load(cfg, "train"), cfg.get("train_size"), cfg.get("seed", 0)),
+                   FIT_POSES)
+    return normalise(train["pose2d"]), train.get("take")
 
 
 _FITTED: dict[str, Infill] = {}  # this process's models by their training poses' hash
@@ -208,14 +225,15 @@ def for_run(folder, cfg: dict) -> Infill:
     if cached is not None and cached.noise_shares == NOISE_SHARES:
         return cached
     try:  # none, or one whose k an earlier rule chose: fitted again where the data is
-        x = training_poses(cfg)
+        x, takes = training_poses(cfg)
     except DataError as e:
         if cached is not None:  # a folder copied without its data: the model it has
             return cached
         raise InfillUnavailable(f"no {INFILL_FILE} in {folder} and its training 2D is not "
                                 f"here to fit one ({str(e).split('; ')[0]})") from None
-    key = hashlib.sha1(np.ascontiguousarray(x)).hexdigest()  # the same data, the same model
-    model = _FITTED[key] = _FITTED.get(key) or fit_run(x)
+    key = hashlib.sha1(np.ascontiguousarray(x).tobytes() + np.asarray(takes).tobytes()
+                       ).hexdigest()  # the same data, the same model
+    model = _FITTED[key] = _FITTED.get(key) or fit_run(x, groups=takes)
     try:
         model.save(path)
     except OSError:  # a read-only run folder: use it, fit again next time

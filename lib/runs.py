@@ -202,7 +202,8 @@ class Run:
         made = [self.history_path, self.checkpoint, self.done_path, self.sign_path,
                 self.selected_path, *self.path.glob("candidates/epoch-*.pt"),
                 *self.path.glob("*.json"),  # selection, restarts, evaluations, realism
-                self.path / INFILL_FILE]  # lib.infill's model of the training 2D
+                self.path / INFILL_FILE,  # lib.infill's model of the training 2D
+                self.path / "infill.npz"]  # and the one it replaced
         return sorted({p for p in made if p.is_file()})
 
     def load(self, device: str = "auto", flip_test: bool | None = None,

@@ -17,7 +17,7 @@ def test_missing_joints_hang_from_their_nearest_visible_ancestor_by_hand():
     ref = np.zeros((3, 16, 2))
     ref[:, 11] = [[1.0, 1.0], [1.0, 1.2], [9.0, 9.0]]  # l_elbow (skeleton joint 12)
     ref[:, 12] = [[1.0, 2.0], [1.4, 2.2], [9.0, 9.0]]  # l_wrist (13): offsets (0,1), (.4,1)
-    ref[:, 10] = [[0.5, 0.5], [0.5, 0.5], [9.0, 9.0]]  # l_shoulder (11)
+    ref[:, 10] = [[0.5, 0.5], [0.5, 0.6], [9.0, 9.0]]  # l_shoulder (11)
     model = Infill(ref.reshape(3, 32), 2)
     q = np.zeros((1, 16, 2))
     q[0, 11], q[0, 10] = [2.0, 1.0], [0.5, 0.5]
@@ -33,10 +33,21 @@ def test_missing_joints_hang_from_their_nearest_visible_ancestor_by_hand():
     assert got[11].tolist() == pytest.approx([0.5 + 0.5, 0.5 + 0.5])
     assert got[12].tolist() == pytest.approx([0.5 + 0.5, 0.5 + 1.5])
     assert infill.anchors(vis[0])[[12, 13, 11]].tolist() == [11, 11, 11]
-    # several k from one search agree with each k alone
-    many = model.fills(q.reshape(1, 32), vis, (1, 2))
-    for k in (1, 2):
+    # several k from one search agree with each k alone; k beyond the references: all
+    many = model.fills(q.reshape(1, 32), vis, (1, 2, 3, 8))
+    for k in (1, 2, 3, 8):
         np.testing.assert_array_equal(many[k], model.with_k(k).fill(q.reshape(1, 32), vis))
+    np.testing.assert_array_equal(many[8], many[3])
+
+
+def test_frames_searched_in_chunks_get_the_same_neighbours(monkeypatch):
+    rng = np.random.default_rng(2)
+    model = Infill(rng.normal(size=(300, 32)), 4)
+    x = rng.normal(size=(50, 32))
+    vis = infill.hide_limbs(50, rng, counts=(1, 2))
+    whole = model.fill(x, vis)
+    monkeypatch.setattr(infill, "CHUNK", 3)
+    np.testing.assert_array_equal(model.fill(x, vis), whole)
 
 
 def test_a_pose_among_the_references_is_recovered_exactly():
@@ -55,13 +66,25 @@ def test_a_pose_among_the_references_is_recovered_exactly():
         chosen.fill(x[:2], vis[:1])
 
 
-def test_more_neighbours_are_chosen_when_the_visible_joints_are_noisy():
+def test_k_is_chosen_on_whole_takes_held_out():
+    # 60 takes of 40 near-copies of one pose each: a held-out pose's copies from its own
+    # take make one neighbour look perfect unless its whole take is held out
+    rng = np.random.default_rng(3)
+    takes = np.repeat(np.arange(60), 40)
+    x = rng.normal(size=(60, 32))[takes] + 1e-3 * rng.normal(size=(len(takes), 32))
+    by_pose, by_take = fit_run(x, shares=(0.0,)), fit_run(x, shares=(0.0,), groups=takes)
+    assert 100 * by_pose.errors[1] < by_take.errors[1]
+
+
+def test_k_is_chosen_on_noisy_visible_joints_too():
     rng = np.random.default_rng(4)  # as real poses: on a curved low-dimensional surface
     t = rng.uniform(0, 2 * np.pi, (5000, 2))
     x = np.concatenate([np.cos(t), np.sin(t), np.cos(2 * t), np.sin(2 * t)], 1) @ rng.normal(
         size=(8, 32))
     clean, mixed = fit_run(x, shares=(0.0,)), fit_run(x)
-    assert mixed.noise_shares == infill.NOISE_SHARES and mixed.k > clean.k
+    assert mixed.noise_shares == infill.NOISE_SHARES and clean.noise_shares == (0.0,)
+    # the noisy held-out joints count: every k in-fills worse from them on average
+    assert all(mixed.errors[k] > clean.errors[k] for k in infill.K_GRID)
 
 
 def test_hidden_limb_joints_are_limb_joints_and_distinct():
@@ -83,6 +106,9 @@ def test_the_cache_file_round_trip(tmp_path, monkeypatch):
 
     monkeypatch.setattr(infill, "load", fake_load)
     cfg = {"train_size": 1000, "seed": 0}
+    fits = []
+    monkeypatch.setattr(infill, "_FITTED", {})
+    monkeypatch.setattr(infill, "fit_run", lambda x, **kw: fits.append(1) or fit_run(x, **kw))
     made = for_run(tmp_path, cfg)  # fitted on the run's training 2D, written to the folder
     assert calls == ["train"] and (tmp_path / INFILL_FILE).is_file()
     again = for_run(tmp_path, cfg)  # read back: the data is not read again
@@ -93,6 +119,9 @@ def test_the_cache_file_round_trip(tmp_path, monkeypatch):
     vis = np.ones((20, 16), bool)
     vis[:, 12] = False
     np.testing.assert_array_equal(made.fill(x, vis), again.fill(x, vis))
+    (tmp_path / "other").mkdir()  # another run on the same data: its data read, not refitted
+    assert for_run(tmp_path / "other", cfg).k == made.k
+    assert calls == ["train", "train"] and len(fits) == 1
 
 
 def test_without_the_file_and_without_the_data_one_line_error(tmp_path, monkeypatch):
