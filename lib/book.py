@@ -23,6 +23,7 @@ from .browser import missing_figures
 from .config import (
     REPO,
     ConfigError,
+    bf16_enabled,
     cpu_has_bf16,
     cpu_model,
     is_builtin,
@@ -236,19 +237,24 @@ def build(args) -> None:
                 print(f"screenshot: {shot}")
     timings["total"] = round(time.time() - t0, 1)
     timings["minutes"] = round(timings["total"] / 60, 1)
-    timings["host"] = host()
+    timings["host"] = host(load_params(params_path(profile)).get("bf16", "auto"))
     print(f"[book {name}] built in {timings['minutes']} min on {timings['host']['cpu']} "
-          f"({timings['host']['cores']} cores, bfloat16 {timings['host']['bf16']})", flush=True)
+          f"({timings['host']['cores']} cores, bfloat16 {timings['host']['bf16']}; trained in "
+          f"{timings['host']['trains_in']} on the CPU)", flush=True)
     suffix = "-partial" if args.only else ""  # keep the full build's timings
     (BUILD / f"timings-{name}{suffix}.json").write_text(json.dumps(timings, indent=1))
     print(json.dumps(timings))
 
 
-def host() -> dict:
-    """The machine a build was timed on: CPU model, cores this process may use, and whether
-    ``bf16: auto`` trains in bfloat16 here (the CPU computes it natively)."""
+def host(bf16="auto") -> dict:
+    """The machine a build was timed on: CPU model, cores this process may use, whether
+    ``bf16: auto`` trains in bfloat16 here (the CPU computes it natively), and what the
+    profile's ``bf16`` setting trained in on this CPU."""
+    import torch
+
     return {"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)),
-            "bf16": "native" if cpu_has_bf16() else "not native (float32)"}
+            "bf16": "native" if cpu_has_bf16() else "not native (float32)",
+            "trains_in": "bfloat16" if bf16_enabled(bf16, torch.device("cpu")) else "float32"}
 
 
 def dedupe_inline_scripts(html: Path) -> int:

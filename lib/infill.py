@@ -50,6 +50,7 @@ NOISE_SHARES = (0.0, 0.01, 0.02, 0.04)
 HOLDOUT = 2_000  # held-out training poses that choose k
 FIT_POSES = 50_000  # the most training poses the model keeps (6.4 MB in the run folder)
 CHUNK = 512  # frames searched at once (CHUNK x FIT_POSES distances in memory)
+REMEMBERED = 16  # in-filled inputs an Infill keeps for the same input again
 
 
 class InfillUnavailable(RuntimeError):
@@ -82,6 +83,7 @@ class Infill:
     k: int
     errors: dict = field(default_factory=dict)
     noise_shares: tuple = ()
+    _recent: dict = field(default_factory=dict, repr=False, compare=False)  # fill's answers
 
     def with_k(self, k: int) -> Infill:
         return Infill(self.poses, int(k), self.errors, self.noise_shares)
@@ -89,8 +91,16 @@ class Infill:
     def fill(self, x: np.ndarray, visible: np.ndarray) -> np.ndarray:
         """(N, 32) poses with missing joints in-filled; ``visible``: (N, 16), True where
         seen. Visible coordinates are returned unchanged (whatever the missing ones held,
-        NaN included, is ignored)."""
-        return self.fills(x, visible, (self.k,))[self.k]
+        NaN included, is ignored). The same input again (several lifters sharing this
+        model on one protocol) is answered from the last :data:`REMEMBERED` ones."""
+        x, vis = np.asarray(x, dtype=np.float64), np.asarray(visible, dtype=bool)
+        key = (self.k, hashlib.sha1(np.ascontiguousarray(np.where(np.repeat(vis, 2, -1), x, 0))
+                                    .tobytes() + np.ascontiguousarray(vis).tobytes()).hexdigest())
+        if key not in self._recent:
+            self._recent[key] = self.fills(x, vis, (self.k,))[self.k]
+            while len(self._recent) > REMEMBERED:
+                self._recent.pop(next(iter(self._recent)))
+        return self._recent[key].copy()
 
     def fills(self, x: np.ndarray, visible: np.ndarray, ks) -> dict:
         """{k: :meth:`fill` with k neighbours} for several ``ks``, from one search."""

@@ -47,7 +47,13 @@ def test_frames_searched_in_chunks_get_the_same_neighbours(monkeypatch):
     vis = infill.hide_limbs(50, rng, counts=(1, 2))
     whole = model.fill(x, vis)
     monkeypatch.setattr(infill, "CHUNK", 3)
-    np.testing.assert_array_equal(model.fill(x, vis), whole)
+    np.testing.assert_array_equal(model.with_k(4).fill(x, vis), whole)
+    # asked again (another lifter on the same input): the same answer, not a shared array,
+    # whatever the missing coordinates held
+    model.fill(x, vis)[:] = 0
+    garbage = np.where(np.repeat(vis, 2, 1), x, 99.0)
+    np.testing.assert_array_equal(model.fill(garbage, vis), whole)
+    assert len(model._recent) == 1
 
 
 def test_a_pose_among_the_references_is_recovered_exactly():

@@ -96,6 +96,11 @@ def test_bf16_auto_follows_the_cpu_flags(tmp_path, monkeypatch):
         monkeypatch.setattr(lib.config, "cpu_has_bf16", lambda native=native: native)
         assert bf16_enabled("auto", cpu) is native
         assert bf16_enabled(True, cpu) and not bf16_enabled(False, cpu)
+        # a build's timings say what its profile's setting trained in on this CPU
+        from lib.book import host
+
+        assert host("auto")["trains_in"] == ("bfloat16" if native else "float32")
+        assert host(False)["trains_in"] == "float32" and host(True)["trains_in"] == "bfloat16"
     assert make_config({"bf16": "auto"})["bf16"] == "auto"
 
 
