@@ -73,6 +73,13 @@ def anchors(visible: np.ndarray) -> np.ndarray:
     return out
 
 
+def _checked(x, visible) -> tuple[np.ndarray, np.ndarray]:
+    x, vis = np.asarray(x, dtype=np.float64), np.asarray(visible, dtype=bool)
+    if x.ndim != 2 or x.shape[1] != 32 or vis.shape != (len(x), 16):
+        raise ValueError(f"x {x.shape} must be (N, 32) and visible {vis.shape} (N, 16)")
+    return x, vis
+
+
 @dataclass
 class Infill:
     """``poses``: (M, 32) normalised training poses, ``k`` neighbours; ``errors``: {k:
@@ -93,7 +100,7 @@ class Infill:
         seen. Visible coordinates are returned unchanged (whatever the missing ones held,
         NaN included, is ignored). The same input again (several lifters sharing this
         model on one protocol) is answered from the last :data:`REMEMBERED` ones."""
-        x, vis = np.asarray(x, dtype=np.float64), np.asarray(visible, dtype=bool)
+        x, vis = _checked(x, visible)
         key = (self.k, hashlib.sha1(np.ascontiguousarray(np.where(np.repeat(vis, 2, -1), x, 0))
                                     .tobytes() + np.ascontiguousarray(vis).tobytes()).hexdigest())
         if key not in self._recent:
@@ -104,10 +111,7 @@ class Infill:
 
     def fills(self, x: np.ndarray, visible: np.ndarray, ks) -> dict:
         """{k: :meth:`fill` with k neighbours} for several ``ks``, from one search."""
-        x = np.asarray(x, dtype=np.float64)
-        vis = np.asarray(visible, dtype=bool)
-        if x.ndim != 2 or x.shape[1] != 32 or vis.shape != (len(x), 16):
-            raise ValueError(f"x {x.shape} must be (N, 32) and visible {vis.shape} (N, 16)")
+        x, vis = _checked(x, visible)
         ks = sorted({int(k) for k in ks})  # k beyond the references: every reference
         out = {k: x.copy() for k in ks}
         ref = torch.as_tensor(self.poses, dtype=torch.float32)

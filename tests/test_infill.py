@@ -68,8 +68,9 @@ def test_a_pose_among_the_references_is_recovered_exactly():
     chosen = fit_run(x, shares=(0.0,))  # k chosen on held-out joints (not in the references)
     assert set(chosen.errors) == set(infill.K_GRID) and chosen.k in infill.K_GRID
     assert chosen.errors[chosen.k] == min(chosen.errors.values())
-    with pytest.raises(ValueError, match="must be"):
-        chosen.fill(x[:2], vis[:1])
+    for bad_x, bad_vis in ((x[:2], vis[:1]), (x[:5], vis[:, :8]), (x[:5, :30], vis)):
+        with pytest.raises(ValueError, match=r"must be \(N, 32\) and visible"):
+            chosen.fill(bad_x, bad_vis)
 
 
 def test_k_is_chosen_on_whole_takes_held_out():
