@@ -199,17 +199,17 @@ def fit_run(x: np.ndarray, seed: int = 0, ks=K_GRID, shares=NOISE_SHARES,
     place) with the rest as neighbours; the model keeps all of them."""
     rng = np.random.default_rng(seed)
     cut = max(1, min(HOLDOUT, len(x) // 10))
-    if groups is None:
-        held_out = np.zeros(len(x), bool)
-        held_out[rng.permutation(len(x))[:cut]] = True
-    else:  # whole takes, in a random order, until about ``cut`` poses
+    held_out = None
+    if groups is not None:  # whole takes, in a random order, until about ``cut`` poses
         codes, sizes = np.unique(groups, return_counts=True)
         order = rng.permutation(len(codes))
         upto = np.searchsorted(np.cumsum(sizes[order]), cut) + 1
         held_out = np.isin(groups, codes[order[:upto]])
-        if held_out.sum() > len(x) // 2:  # one take, or one that is most of them: at random
-            held_out = np.zeros(len(x), bool)
-            held_out[rng.permutation(len(x))[:cut]] = True
+        if held_out.sum() > len(x) // 2:  # one take, or one that is most of them
+            held_out = None
+    if held_out is None:  # poses at random
+        held_out = np.zeros(len(x), bool)
+        held_out[rng.permutation(len(x))[:cut]] = True
     held, rest = x[held_out], x[~held_out]
     vis = hide_limbs(len(held), rng)
     scores = [infill_error(Infill(rest, 1), held, vis, noisy(held, share, rng), ks)
@@ -228,15 +228,25 @@ def training_poses(cfg: dict) -> tuple[np.ndarray, np.ndarray | None]:
     return normalise(train["pose2d"]), train.get("take")
 
 
-_FITTED: dict[str, Infill] = {}  # this process's models by their training poses' hash
+# this process's models, by their training poses' hash and by the file they are kept in
+# (path, modification time): the models of one seed's data share one model and its memory
+_FITTED: dict[str, Infill] = {}
+_KEPT: dict[tuple[str, int], Infill] = {}
 
 
 def for_run(folder, cfg: dict) -> Infill:
     """The in-filling model of the run in ``folder``: its :data:`INFILL_FILE`, else made from the
     run's training 2D (:func:`training_poses`) and written there for the next time."""
     path = Path(folder) / INFILL_FILE
+
+    def stamp():
+        return (str(path.resolve()), path.stat().st_mtime_ns) if path.is_file() else None
+
+    if stamp() in _KEPT:
+        return _KEPT[stamp()]
     cached = Infill.load(path) if path.is_file() else None
     if cached is not None and cached.noise_shares == NOISE_SHARES:
+        _KEPT[stamp()] = cached
         return cached
     try:  # none, or one whose k an earlier rule chose: fitted again where the data is
         x, takes = training_poses(cfg)
@@ -250,6 +260,7 @@ def for_run(folder, cfg: dict) -> Infill:
     model = _FITTED[key] = _FITTED.get(key) or fit_run(x, groups=takes)
     try:
         model.save(path)
+        _KEPT[stamp()] = model
     except OSError:  # a read-only run folder: use it, fit again next time
         pass
     return model

@@ -124,14 +124,15 @@ def model_errors(profile: str, model: str, split: str, seed: int = 0) -> dict:
     folder = ensure_model(profile, model, seed)
     cfg = model_config(profile, model, seed)
     run_cfg = Run((Run(folder).members() or [folder])[0]).config()  # the trained one's
-    fills = "" if handles_missing_joints(cfg) else f"-knn{for_run(folder, run_cfg).k}"
+    infill = None if handles_missing_joints(cfg) else for_run(folder, run_cfg)
     name = eval_cache_name(cfg, split).replace("eval-", "detector-").replace(
-        ".json", f"{fills}.json")  # another in-filling model, another file
+        ".json", f"-knn{infill.k}.json" if infill else ".json")  # another in-filling, another file
 
     def compute():  # the lifter is loaded only when the numbers are not cached
         net, norm, _ = Run(folder).load(flip_test=cfg["flip_test"],
                                          selected=cfg["use_selection"])
         lifter = PoseLifter(net, norm, run_cfg, str(folder))
+        lifter.infill = infill  # the model named above (shared by one seed's data's models)
         return detector_errors(lifter, D.load(run_cfg, split), seed=0)
 
     return Run(folder).cached(name, compute)

@@ -83,14 +83,14 @@ def animate_3d(path, panels: dict, fps: float = 30, reference=None, elev: float 
 
     seqs = {k: _np(v) for k, v in panels.items()}
     reference = None if reference is None else _np(reference)
-    frames = {len(v) for v in [*seqs.values(), *([] if reference is None else [reference])]}
+    shown = [*seqs.values(), *([] if reference is None else [reference])]
+    frames = {len(v) for v in shown}
     if len(frames) != 1:
         raise ValueError(f"every sequence needs the same number of frames, got {sorted(frames)}")
     fig = Figure(figsize=(3.2 * len(seqs), 3.2))
     FigureCanvasAgg(fig)
     fig.subplots_adjust(left=0, right=1, bottom=0.04, top=0.92, wspace=0)
     axes = [fig.add_subplot(1, len(seqs), j + 1, projection="3d") for j in range(len(seqs))]
-    shown = [*seqs.values(), *([] if reference is None else [reference])]
     radius = 1.1 * max(float(np.abs(v - v[:, :1]).max()) for v in shown)
 
     def draw(t):

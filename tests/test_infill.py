@@ -118,6 +118,7 @@ def test_the_cache_file_round_trip(tmp_path, monkeypatch):
     monkeypatch.setattr(infill, "fit_run", lambda x, **kw: fits.append(1) or fit_run(x, **kw))
     made = for_run(tmp_path, cfg)  # fitted on the run's training 2D, written to the folder
     assert calls == ["train"] and (tmp_path / INFILL_FILE).is_file()
+    monkeypatch.setattr(infill, "_KEPT", {})  # another process
     again = for_run(tmp_path, cfg)  # read back: the data is not read again
     assert calls == ["train"]
     np.testing.assert_array_equal(made.poses, again.poses)
@@ -129,6 +130,7 @@ def test_the_cache_file_round_trip(tmp_path, monkeypatch):
     (tmp_path / "other").mkdir()  # another run on the same data: its data read, not refitted
     assert for_run(tmp_path / "other", cfg).k == made.k
     assert calls == ["train", "train"] and len(fits) == 1
+    assert for_run(tmp_path / "other", cfg) is for_run(tmp_path / "other", cfg)  # one object
 
 
 def test_without_the_file_and_without_the_data_one_line_error(tmp_path, monkeypatch):
