@@ -178,6 +178,18 @@ TABLE = (
           evaluates="ours_frozen", own_checks=True,
           lever="all four doubtful levers",
           short="ours, simple"),
+    # the vertical study (python -m lib.study --vertical): ours as it is, its vertical
+    # frozen after the upright start instead of estimated on every batch, judged by the
+    # rule of lib.choose.vertical_kept, written before these were trained
+    Model("ours_upfreeze", "Ours with the vertical frozen after the upright start", "lever",
+          {"up_freeze": True}, parent="ours", seeds="all", both_axes=True,
+          lever="a vertical estimated on every batch, rather than the upright start's held "
+                "fixed",
+          short="ours, frozen vertical"),
+    Model("ours_upfreeze_one", "Ours with the vertical frozen after the upright start, from "
+                               "one training per seed", "lever", {"restarts": 1},
+          parent="ours_upfreeze", seeds="all", evaluates="ours_upfreeze", own_checks=True,
+          both_axes=True, short="ours, frozen vertical, one training"),
     # a lever tried for adding (real keypoints), its strength fixed before any run (a good
     # detector's error, 3% of the height, at most); adopted unless the same 2D rules find it
     # worse than ours without it
