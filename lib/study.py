@@ -323,6 +323,43 @@ def levers(profile: str, seeds: int = 3) -> dict:
     return out
 
 
+# the vertical study (python -m lib.study --vertical): ours against ours with its vertical
+# frozen after the upright start, judged by lib.choose.vertical_kept (written before its runs)
+VERTICAL = ("ours", "ours_upfreeze")
+VERTICAL_SEEDS = 6
+TILT_FAILED = 20.0  # degrees: a training's last-epoch tilt reported beside the verdict
+
+
+def vertical(profile: str, seeds: int = VERTICAL_SEEDS) -> dict:
+    """The vertical study: ours and ours with the frozen vertical over ``seeds`` seeds, three
+    trainings each; per row and seed the 2D evidence of :func:`lib.choose.vertical_kept`
+    (critic accuracy about the world's vertical, backward knees, lone trainings), each
+    training's last-epoch tilt, the verdict, and the 3D of both rows and of their first
+    trainings alone (reported, never read by the verdict), with training minutes."""
+    from . import choose
+
+    per_batch, frozen = VERTICAL
+    models = [per_batch, zoo.one_training(per_batch), frozen, zoo.one_training(frozen)]
+    study = run_study(profile, models, seeds)
+    rows = {}
+    for m in (per_batch, frozen):
+        recs = [restart_choice(profile, m, s) for s in range(seeds)]
+        rows[m] = {"critic": study["critic_accuracy"][m]["values"],
+                   "knees": study["backward_knees"][m]["values"],
+                   "lone": [choose.lone(r["pairs"], r["flat"]) for r in recs],
+                   "tilt_deg": [[Run(run_dir(profile, m, t)).history()[-1]["tilt_deg"]
+                                 for t in restart_seeds(profile, m, s)] for s in range(seeds)]}
+    kept, reasons = choose.vertical_kept(rows[per_batch], rows[frozen])
+    return {"profile": profile, "seeds": seeds, "splits": study["splits"],
+            "kept": kept, "reasons": reasons, "evidence": rows,
+            "tilt_failed_deg": TILT_FAILED,
+            "pa_mpjpe": {m: {s: study["models"][m][s]["pa_mpjpe"] for s in study["splits"]}
+                         for m in models},
+            "train_seconds": study["train_seconds"],
+            "baselines": {s: study["baselines"]["flat"][s]["pa_mpjpe"]
+                          for s in study["splits"]}}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lib.study", description=__doc__.split("\n")[0])
     p.add_argument("--params", default="default", help="profile name or params/<name>.yaml")
@@ -334,6 +371,9 @@ def main(argv=None) -> None:
     p.add_argument("--levers", action="store_true",
                    help="instead: the lever study of ours (which levers the 2D evidence "
                         "needs), written to _build/levers-<profile>.json")
+    p.add_argument("--vertical", action="store_true",
+                   help=f"the vertical study: {' against '.join(VERTICAL)} over "
+                        f"{VERTICAL_SEEDS} seeds, judged by lib.choose.vertical_kept")
     p.add_argument("--select", action="store_true",
                    help="instead: rank lib.zoo.CANDIDATES by the 2D-only realism test")
     p.add_argument("--force", action="store_true",
@@ -354,6 +394,23 @@ def main(argv=None) -> None:
         out = Path(args.out) if args.out else BUILD_DIR / f"select-{profile_name(profile)}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=1))
+        return
+    if args.vertical:
+        res = vertical(profile)
+        print(("KEEP" if res["kept"] else "drop") + " the vertical estimated on every batch: "
+              + ("; ".join(res["reasons"]) or "no 2D evidence"))
+        for m, ev in res["evidence"].items():
+            tilts = [t for seed in ev["tilt_deg"] for t in seed]
+            print(f"  {m}: lone trainings {ev['lone']}, critic {ev['critic']}, knees "
+                  f"{ev['knees']}, last-epoch |tilt| > {TILT_FAILED:.0f} deg in "
+                  f"{sum(abs(t) > TILT_FAILED for t in tilts)} of {len(tilts)}")
+        for m, err in res["pa_mpjpe"].items():
+            print(f"  {m}: PA-MPJPE " + " | ".join(f"{v['mean']:.1f}±{v['std']:.1f}"
+                                                   for v in err.values()))
+        out = Path(args.out) if args.out else BUILD_DIR / f"vertical-{profile_name(profile)}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+        print(f"wrote {out}")
         return
     if args.levers:
         res = levers(profile, args.seeds)

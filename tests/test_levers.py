@@ -34,6 +34,21 @@ def test_the_critic_noise_is_the_noisier_row_s():
     assert not choose.lever_kept(OURS, noisy)[0]
 
 
+@pytest.mark.parametrize("lone_per_batch, lone_frozen, critic_frozen, kept", [
+    ([0, 1, 0], [0, 0, 0], [89.0, 90.0, 89.5], False),  # more failures: realism cannot keep it
+    ([0, 1, 0], [1, 0, 0], [89.0, 90.0, 89.5], True),  # as many failures: realism keeps it
+    ([0, 0, 0], [0, 0, 0], [86.5, 88.0, 87.0], False),  # no failures, no realism gain: dropped
+])
+def test_the_vertical_rule_weighs_failed_trainings_before_realism(lone_per_batch, lone_frozen,
+                                                                   critic_frozen, kept):
+    per_batch = {**OURS, "lone": lone_per_batch}
+    frozen = {"critic": critic_frozen, "knees": [0, 0, 0], "lone": lone_frozen}
+    verdict, reasons = choose.vertical_kept(per_batch, frozen)
+    assert verdict is kept
+    if lone_per_batch != [0, 0, 0] and not kept:
+        assert reasons == ["1 failed training(s) against 0 frozen"]
+
+
 def test_lone_counts_trainings_closer_to_flat_than_to_every_other():
     record = {"pairs": [[0, 27, 129, 15], [27, 0, 127, 30], [129, 127, 0, 130],
                         [15, 30, 130, 0]], "flat": [70, 66, 63, 70]}
