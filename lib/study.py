@@ -325,7 +325,7 @@ def levers(profile: str, seeds: int = 3) -> dict:
 
 # the vertical study (python -m lib.study --vertical): ours against ours with its vertical
 # frozen after the upright start, judged by lib.choose.vertical_kept (written before its runs)
-VERTICAL = ("ours", "ours_upfreeze")
+VERTICAL = ("ours_v2", "ours")  # (per batch, frozen)
 VERTICAL_SEEDS = 6
 TILT_FAILED = 20.0  # degrees: a training's last-epoch tilt reported beside the verdict
 

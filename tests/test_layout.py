@@ -4,7 +4,8 @@
 seeds, label and evaluation cache file, for every profile and seeds 0-2, and the roles the
 book gives them. It was first written by the code before the models moved into ``lib.zoo``
 (main at 75352da), which the table reproduced exactly (the move changed no result); it was
-written again when the lever study changed ours (``python tests/test_layout.py --write``),
+written again when the lever study changed ours and when the vertical study did
+(``python tests/test_layout.py --write``),
 so that any later change to a model shows here and is made on purpose.
 """
 

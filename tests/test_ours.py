@@ -452,7 +452,10 @@ def test_a_variant_evaluates_its_models_runs_and_is_no_training_job():
     c, v1 = model_config("quick", "ours_v1_last"), model_config("quick", "ours_v1")
     assert {k for k in v1 if v1[k] != c[k]} == {"use_selection", "restarts"}
     assert not c["use_selection"] and c["restarts"] == 1
-    assert {k for k in a if a[k] != v1[k]} == {"select_epochs", "spare_restarts", "input_noise"}
+    assert {k for k in a if a[k] != v1[k]} == {"select_epochs", "spare_restarts", "input_noise",
+                                               "up_freeze"}
+    v2 = model_config("quick", "ours_v2")  # before the vertical study
+    assert {k for k in a if a[k] != v2[k]} == {"up_freeze"} and a["up_freeze"]
     d = model_config("quick", "ours_one")
     assert {k for k in a if a[k] != d[k]} == {"restarts"} and d["restarts"] == 1
     assert zoo.one_training("ours") == "ours_one" and zoo.one_training("vae_gan") is None
@@ -489,7 +492,8 @@ def test_the_ablation_of_ours_removes_one_lever_at_a_time():
 
     chain = ["ours", "ours_one", "ours_clean", "ours_nowarm", "ours_camera", "ours_noise",
              "ours_hinge", "ours_base"]
-    levers = [{"restarts"}, {"input_noise"}, {"up_warmup"}, {"view_axis"}, {"body_augment"},
+    levers = [{"restarts"}, {"input_noise"}, {"up_warmup", "up_freeze"}, {"view_axis"},
+              {"body_augment"},
               {"noise_on"}, {"lambda_hinge"}]
     for a, b, lever in zip(chain[:-1], chain[1:], levers, strict=True):
         ca, cb = model_config("quick", a), model_config("quick", b)
@@ -514,7 +518,8 @@ def test_novel_views_about_the_up_axis_are_turned_about_the_batchs_vertical():
     heights along that axis are kept, and the cycle's rotations are what made the views."""
     from lib.geometry import up_direction
 
-    tr = Trainer({**TINY, **OURS, "epochs": 1, "view_axis": "up", "up_warmup": 0}, "/nonexistent",
+    tr = Trainer({**TINY, **OURS, "epochs": 1, "view_axis": "up", "up_warmup": 0,
+                  "up_freeze": False}, "/nonexistent",
                  train=TRAIN, val=VAL)
     pose = torch.as_tensor(tr.norm.pose3d(TRAIN["pose3d"][:64]))
     views, rot = tr.views(pose, tr.epoch)
