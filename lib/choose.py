@@ -121,3 +121,18 @@ def vertical_kept(per_batch: dict, frozen: dict) -> tuple[bool, list[str]]:
     if failed > failed_frozen:
         return False, [f"{failed} failed training(s) against {failed_frozen} frozen"]
     return needed, reasons
+
+
+# The restarts study (for the session after the vertical study), written down before its
+# runs: with the vertical held fixed, none of 18 trainings of ours agreed with no other, so
+# the three trainings per seed (lever 10) may no longer be needed. It is decided on fresh
+# seeds (6 to 11, three trainings each), by the lever study's own rules.
+RESTARTS_SEEDS = tuple(range(6, 12))
+
+
+def restarts_kept(three: dict, one: dict) -> tuple[bool, list[str]]:
+    """Whether ours keeps three trainings per seed, averaged where they agree: ``three``
+    (ours) and ``one`` (its first training alone) hold, per seed of :data:`RESTARTS_SEEDS`,
+    ``critic`` and ``knees``; ``one`` also ``lone`` (the seed's trainings that agreed with no
+    other). :func:`lever_kept`, the rule that kept the lever in the lever study."""
+    return lever_kept(three, one)
