@@ -89,13 +89,16 @@ def check(profile: str, models, seeds: int) -> None:
             raise StudyError(f"profile {profile!r} cannot train {m!r}: {e}") from None
 
 
-def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool = True) -> dict:
-    """Train (or reuse) and evaluate every (model, seed); the study's JSON-ready dict."""
+def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool = True,
+              first: int = 0) -> dict:
+    """Train (or reuse) and evaluate every (model, seed) of seeds ``first`` .. ``first +
+    seeds - 1``; the study's JSON-ready dict."""
     from .evaluate import baselines_for, depth_spread
 
-    check(profile, models, seeds)
+    check(profile, models, first + seeds)
     splits = list(splits or test_splits(profile))
-    out = {"profile": profile, "seeds": list(range(seeds)), "splits": list(splits),
+    seed_ids = range(first, first + seeds)
+    out = {"profile": profile, "seeds": list(seed_ids), "splits": list(splits),
            "models": {}, "train_seconds": {}}
     out["backward_knees"], out["critic_accuracy"], out["critic_accuracy_camera"] = {}, {}, {}
     out["critic_axis"] = "up"  # critic_accuracy's; critic_accuracy_camera: the first version
@@ -105,10 +108,11 @@ def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool 
     for i, model in enumerate(models):
         per_split = {s: {k: [] for k in METRICS} for s in splits}
         seconds, knees, critic, critic_camera = [], [], [], []
-        for seed in range(seeds):
+        for seed in seed_ids:
             if progress:
-                print(f"[study {profile}] model {i * seeds + seed + 1} of {total}: {model}, "
-                      f"seed {seed}", file=sys.stderr, flush=True)
+                k = i * seeds + seed - first + 1
+                print(f"[study {profile}] model {k} of {total}: {model}, seed {seed}",
+                      file=sys.stderr, flush=True)
             for s in splits:
                 res = evaluation(profile, model, s, seed=seed)
                 for k in METRICS:
@@ -132,7 +136,7 @@ def run_study(profile: str, models, seeds: int = 3, splits=None, progress: bool 
         out["train_seconds"][model] = seconds  # all of a seed's restarts
         if not zoo.get(model).evaluates and len(restart_seeds(profile, model)) > 1:
             out["restarts"][model] = [restart_choice(profile, model, seed)
-                                      for seed in range(seeds)]
+                                      for seed in seed_ids]
         if knees:
             out["backward_knees"][model] = aggregate(knees)
         if critic:
@@ -360,6 +364,30 @@ def vertical(profile: str, seeds: int = VERTICAL_SEEDS) -> dict:
                           for s in study["splits"]}}
 
 
+def restarts(profile: str) -> dict:
+    """The restarts study: ours and its first training alone on the fresh seeds of
+    :data:`lib.choose.RESTARTS_SEEDS`; per seed the 2D evidence of
+    :func:`lib.choose.restarts_kept` (critic accuracy about the world's vertical, backward
+    knees, lone trainings), the verdict, and the 3D of both (reported, never read by it)."""
+    from . import choose
+
+    seeds = choose.RESTARTS_SEEDS
+    one = zoo.one_training("ours")
+    study = run_study(profile, ["ours", one], len(seeds), first=seeds[0])
+    rows = {m: {"critic": study["critic_accuracy"][m]["values"],
+                "knees": study["backward_knees"][m]["values"]} for m in ("ours", one)}
+    recs = [restart_choice(profile, "ours", s) for s in seeds]
+    rows[one]["lone"] = [choose.lone(r["pairs"], r["flat"]) for r in recs]
+    kept, reasons = choose.restarts_kept(rows["ours"], rows[one])
+    return {"profile": profile, "seeds": list(seeds), "splits": study["splits"],
+            "kept": kept, "reasons": reasons, "evidence": rows,
+            "pa_mpjpe": {m: {s: study["models"][m][s]["pa_mpjpe"] for s in study["splits"]}
+                         for m in ("ours", one)},
+            "train_seconds": study["train_seconds"],
+            "baselines": {s: study["baselines"]["flat"][s]["pa_mpjpe"]
+                          for s in study["splits"]}}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lib.study", description=__doc__.split("\n")[0])
     p.add_argument("--params", default="default", help="profile name or params/<name>.yaml")
@@ -374,6 +402,9 @@ def main(argv=None) -> None:
     p.add_argument("--vertical", action="store_true",
                    help=f"the vertical study: {' against '.join(VERTICAL)} over "
                         f"{VERTICAL_SEEDS} seeds, judged by lib.choose.vertical_kept")
+    p.add_argument("--restarts", action="store_true",
+                   help="the restarts study: ours against its first training alone on fresh "
+                        "seeds, judged by lib.choose.restarts_kept")
     p.add_argument("--select", action="store_true",
                    help="instead: rank lib.zoo.CANDIDATES by the 2D-only realism test")
     p.add_argument("--force", action="store_true",
@@ -394,6 +425,20 @@ def main(argv=None) -> None:
         out = Path(args.out) if args.out else BUILD_DIR / f"select-{profile_name(profile)}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=1))
+        return
+    if args.restarts:
+        res = restarts(profile)
+        print(("KEEP" if res["kept"] else "drop") + " three trainings per seed: "
+              + ("; ".join(res["reasons"]) or "no 2D evidence"))
+        for m, ev in res["evidence"].items():
+            print(f"  {m}: {ev}")
+        for m, err in res["pa_mpjpe"].items():
+            print(f"  {m}: PA-MPJPE " + " | ".join(f"{v['mean']:.1f}±{v['std']:.1f}"
+                                                   for v in err.values()))
+        out = Path(args.out) if args.out else BUILD_DIR / f"restarts-{profile_name(profile)}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+        print(f"wrote {out}")
         return
     if args.vertical:
         res = vertical(profile)
