@@ -60,7 +60,7 @@ def restarts(pairs, flat, critic_accuracy) -> list[int]:
     return agreeing(pairs, flat) or [critic_accuracy.index(min(critic_accuracy))]
 
 
-# The lever study's rules (lib.study --levers), written down before its runs: a lever of
+# The lever study's rules (lib.levers), written down before its runs: a lever of
 # ours is kept only where the 2D evidence needs it. A row is ours without one lever (or
 # without several); each piece of evidence is per seed.
 KNEE_MARGIN = 1.0  # percentage points of training poses with a knee bent backwards
@@ -102,7 +102,7 @@ def lever_kept(ours: dict, without: dict) -> tuple[bool, list[str]]:
     return bool(reasons), reasons
 
 
-# The vertical study's rule (lib.study --vertical), written down before its runs: the
+# The vertical study's rule (lib.levers --vertical), written down before its runs: the
 # lever study kept the per-batch vertical for its realism (critic +1.9 points) while two
 # builds since each had one first training of ours that tilted its world and agreed with no
 # other. A lever that makes trainings fail costs the one-training model and the seed spread

@@ -32,14 +32,14 @@ last epoch's averaged weights. Its training 2D has a detector's noise (``input_n
 3% of each pose's height, for the lifter and the discriminator's real poses alike). Nothing
 3D chooses.
 
-The lever study (``lib.study --levers``, rows of role "lever") removed two levers of the
+The lever study (``lib.levers``, rows of role "lever") removed two levers of the
 ours before it (``ours_v1``), because the 2D-only rules of :func:`lib.choose.lever_kept`
 found no need for them: the realism test's choice of an epoch among the last six
 (``select_epochs``) and spare trainings for one that agrees with no other
 (``spare_restarts``); and it adopted one, training on 2D with a detector's noise
 (``ours_noisy``), which the same rules did not find worse.
 
-The vertical study (``lib.study --vertical``, rows ``ours_v2``) trained ours as it was then
+The vertical study (``lib.levers --vertical``, rows ``ours_v2``) trained ours as it was then
 (``OURS_V2``: the vertical estimated on every batch after the upright start) and ours with
 that vertical held fixed over six seeds, three trainings each; the rule of
 :func:`lib.choose.vertical_kept`, written before the runs, dropped the per-batch vertical:
@@ -161,7 +161,7 @@ TABLE = (
           {"up_tilt_range": [0.0, 30.0]}, parent="ours_nowarm"),
     Model("ours_r1", "Ours + R1 gradient penalty of the discriminator (weight 0.001)", "tried",
           {"lambda_r1": 1e-3}, parent="ours_nowarm"),
-    # The lever study (python -m lib.study --levers) of ours as it was before it (ours_v1):
+    # The lever study (python -m lib.levers) of ours as it was before it (ours_v1):
     # each doubtful lever removed alone and all four together, judged by the 2D-only rules of
     # lib.choose.lever_kept, written before these were trained
     Model("ours_v1", "Ours before the lever study (+ 2D-test epoch among the last six, with "
@@ -188,7 +188,7 @@ TABLE = (
           evaluates="ours_frozen", own_checks=True,
           lever="all four doubtful levers",
           short="ours, simple"),
-    # the vertical study (python -m lib.study --vertical): ours as it was (ours_v2), its
+    # the vertical study (python -m lib.levers --vertical): ours as it was (ours_v2), its
     # vertical estimated on every batch, against ours with it frozen after the upright start
     # (ours now), judged by the rule of lib.choose.vertical_kept, written before the runs
     Model("ours_v2", "Ours before the vertical study (the vertical estimated on every batch "
