@@ -17,8 +17,8 @@ import os
 import sys
 from pathlib import Path
 
+from . import choose, zoo
 from . import data as D
-from . import zoo
 from .experiment import (
     ensure_model,
     model_config,
@@ -30,6 +30,23 @@ from .experiment import (
 from .report import aggregate
 from .runs import FORCE_ENV, Run, RunError
 from .study import BUILD_DIR, StudyError, run_study
+
+
+def _lone(profile: str, model: str, seeds) -> list[int]:
+    """Per seed, how many of ``model``'s trainings agreed with no other (its restart record)."""
+    return [choose.lone(r["pairs"], r["flat"])
+            for r in (restart_choice(profile, model, s) for s in seeds)]
+
+
+def _outcome(profile: str, study: dict, models, **fields) -> dict:
+    """A two-row study's file: ``fields`` (its verdict and evidence), then the 3D of
+    ``models`` (reported, never read by the verdict), training seconds and the flat baseline."""
+    splits = study["splits"]
+    return {"profile": profile, "splits": splits, **fields,
+            "pa_mpjpe": {m: {s: study["models"][m][s]["pa_mpjpe"] for s in splits}
+                         for m in models},
+            "train_seconds": study["train_seconds"],
+            "baselines": {s: study["baselines"]["flat"][s]["pa_mpjpe"] for s in splits}}
 
 # ---- the lever study: which of the doubtful levers of ours_v1 the 2D evidence needs --------
 
@@ -55,7 +72,6 @@ def without_spares(profile: str, model: str, seed: int) -> tuple[Path, bool]:
     was needed for two of its first trainings to agree): the choice of
     :func:`lib.choose.restarts` among the first ``restarts`` trainings of its record,
     averaged in ``<run>-kept-nospare`` where that differs from the model's own."""
-    from . import choose
     from .experiment import kept_dir
 
     chosen, record = ensure_model(profile, model, seed), restart_choice(profile, model, seed)
@@ -78,7 +94,6 @@ def levers(profile: str, seeds: int = 3) -> dict:
     (critic accuracy about the world's vertical, backward knees, lone trainings, spares
     needed), the verdict of :func:`lib.choose.lever_kept`, and its 3D (reported, never
     read by the verdict), with trainings per seed and training minutes."""
-    from . import choose
     from .evaluate import evaluate_run
     from .experiment import eval_cache_name, realism
 
@@ -94,8 +109,7 @@ def levers(profile: str, seeds: int = 3) -> dict:
             rows[m]["knees"].append(Run(run).backward_knees(train,
                                                            selected=cfg["use_selection"]))
     for m in ("ours_v1_one", "ours_simple"):  # one training: the restarts' records say more
-        recs = [restart_choice(profile, zoo.trained(m), s) for s in range(seeds)]
-        rows[m]["lone"] = [choose.lone(r["pairs"], r["flat"]) for r in recs]
+        rows[m]["lone"] = _lone(profile, zoo.trained(m), range(seeds))
         rows[m]["spare_needed"] = [without_spares(profile, zoo.trained(m), s)[1]
                                    for s in range(seeds)]
     cfg = model_config(profile, "ours_v1")
@@ -148,28 +162,19 @@ def vertical(profile: str, seeds: int = VERTICAL_SEEDS) -> dict:
     (critic accuracy about the world's vertical, backward knees, lone trainings), each
     training's last-epoch tilt, the verdict, and the 3D of both rows and of their first
     trainings alone (reported, never read by the verdict), with training minutes."""
-    from . import choose
-
     per_batch, frozen = VERTICAL
     models = [per_batch, zoo.one_training(per_batch), frozen, zoo.one_training(frozen)]
     study = run_study(profile, models, seeds)
     rows = {}
     for m in (per_batch, frozen):
-        recs = [restart_choice(profile, m, s) for s in range(seeds)]
         rows[m] = {"critic": study["critic_accuracy"][m]["values"],
                    "knees": study["backward_knees"][m]["values"],
-                   "lone": [choose.lone(r["pairs"], r["flat"]) for r in recs],
+                   "lone": _lone(profile, m, range(seeds)),
                    "tilt_deg": [[Run(run_dir(profile, m, t)).history()[-1]["tilt_deg"]
                                  for t in restart_seeds(profile, m, s)] for s in range(seeds)]}
     kept, reasons = choose.vertical_kept(rows[per_batch], rows[frozen])
-    return {"profile": profile, "seeds": seeds, "splits": study["splits"],
-            "kept": kept, "reasons": reasons, "evidence": rows,
-            "tilt_failed_deg": TILT_FAILED,
-            "pa_mpjpe": {m: {s: study["models"][m][s]["pa_mpjpe"] for s in study["splits"]}
-                         for m in models},
-            "train_seconds": study["train_seconds"],
-            "baselines": {s: study["baselines"]["flat"][s]["pa_mpjpe"]
-                          for s in study["splits"]}}
+    return _outcome(profile, study, models, seeds=seeds, kept=kept, reasons=reasons,
+                    evidence=rows, tilt_failed_deg=TILT_FAILED)
 
 
 def restarts(profile: str) -> dict:
@@ -177,23 +182,15 @@ def restarts(profile: str) -> dict:
     :data:`lib.choose.RESTARTS_SEEDS`; per seed the 2D evidence of
     :func:`lib.choose.restarts_kept` (critic accuracy about the world's vertical, backward
     knees, lone trainings), the verdict, and the 3D of both (reported, never read by it)."""
-    from . import choose
-
     seeds = choose.RESTARTS_SEEDS
     one = zoo.one_training("ours")
     study = run_study(profile, ["ours", one], len(seeds), first=seeds[0])
     rows = {m: {"critic": study["critic_accuracy"][m]["values"],
                 "knees": study["backward_knees"][m]["values"]} for m in ("ours", one)}
-    recs = [restart_choice(profile, "ours", s) for s in seeds]
-    rows[one]["lone"] = [choose.lone(r["pairs"], r["flat"]) for r in recs]
+    rows[one]["lone"] = _lone(profile, "ours", seeds)
     kept, reasons = choose.restarts_kept(rows["ours"], rows[one])
-    return {"profile": profile, "seeds": list(seeds), "splits": study["splits"],
-            "kept": kept, "reasons": reasons, "evidence": rows,
-            "pa_mpjpe": {m: {s: study["models"][m][s]["pa_mpjpe"] for s in study["splits"]}
-                         for m in ("ours", one)},
-            "train_seconds": study["train_seconds"],
-            "baselines": {s: study["baselines"]["flat"][s]["pa_mpjpe"]
-                          for s in study["splits"]}}
+    return _outcome(profile, study, ("ours", one), seeds=list(seeds), kept=kept,
+                    reasons=reasons, evidence=rows)
 
 
 def _errors(err: dict) -> str:
